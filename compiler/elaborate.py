@@ -1,0 +1,231 @@
+"""Pass `elaborate`: AST items -> graph IR nodes.
+
+Contract: given a resolved program (main module + imported blocks) and evaluated arch
+parameters, emit one ``OpNode`` per op into a ``Graph``, expanding blocks, repetitions,
+loops, conditions and merges. Shapes are inferred as each node is added, because the
+language lets arguments read the current input's shape (``conv(in.c // 2, 1)``). Limits
+(nodes, parameters, nesting) are checked before anything large is built.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+
+from compiler import shapes
+from compiler.evaluate import Evaluator, type_name
+from compiler.ir import BlockFrame, Graph, OpNode
+from compiler.ops import OPS
+from compiler.scope import Scope
+from compiler.signature import bind_op, suggest_op
+from dsl import ast
+from dsl.errors import EvalError, LimitError, NameError_, ValidationError
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_nodes: int = 1_000_000   # graph nodes after expansion
+    max_params: int = 10 ** 11   # learned parameters in the whole network
+    max_depth: int = 100         # nesting of blocks, groups, merges and imports
+
+
+@dataclass
+class _Ctx:
+    graph: Graph
+    blocks: dict
+    globals: dict
+    limits: Limits
+    params: int = 0
+    depth: int = 0
+    frames: tuple = ()
+    checkpoint: int = 0
+    regions: int = 0
+    stack: list = field(default_factory=list)  # block names being expanded (recursion check)
+
+
+class Elaborator:
+    def __init__(self, ctx: _Ctx):
+        self.c = ctx
+
+    # ---- nodes ---------------------------------------------------------------------
+    def emit(self, op_name: str, args, inputs: list[str], node_id: str, span) -> str:
+        g, lim = self.c.graph, self.c.limits
+        if len(g) >= lim.max_nodes:
+            raise LimitError(f"the graph grows past {lim.max_nodes:,} nodes", span,
+                             hint="reduce repetition counts, or raise the limit with --max-nodes")
+        node = OpNode(node_id, op_name, args, span, self.c.frames, self.c.checkpoint)
+        g.add(node, inputs)
+        shapes.infer_node(g, node_id)
+        self.c.params += shapes.node_params(g, node_id)
+        if self.c.params > lim.max_params:
+            raise LimitError(f"the network passes {lim.max_params:,} parameters at this op", span,
+                             found=f"{self.c.params:,}", hint="reduce widths, or raise the limit with --max-params")
+        return node_id
+
+    def shape(self, cur: str) -> tuple:
+        return self.c.graph.shapes[cur]
+
+    def ev(self, env: dict, cur: str | None) -> Evaluator:
+        return Evaluator(env, self.shape(cur) if cur else None)
+
+    # ---- sequences and items ------------------------------------------------------------
+    def seq(self, items, cur: str, scope: Scope, env: dict) -> str:
+        env = dict(env)  # `let` binds for the rest of this sequence only
+        for item in items:
+            if isinstance(item, ast.Let):
+                env[item.name] = self.ev(env, cur)(item.value)
+            else:
+                cur = self.item(item, cur, scope, env, own=False)
+        return cur
+
+    def item(self, it, cur: str, scope: Scope, env: dict, own: bool) -> str:
+        self.c.depth += 1
+        if self.c.depth > self.c.limits.max_depth:
+            raise LimitError(f"nesting is deeper than {self.c.limits.max_depth}", it.span,
+                             hint="flatten the structure, or raise the limit with --max-depth")
+        try:
+            return getattr(self, "_" + type(it).__name__)(it, cur, scope, env, own)
+        finally:
+            self.c.depth -= 1
+
+    def _Labeled(self, it, cur, scope, env, own):
+        ev = self.ev(env, cur)
+        label = "".join(p if isinstance(p, str) else _label_text(ev(p), p) for p in it.label.parts)
+        name = scope.claim(label, it.label.span)
+        return self.item(it.item, cur, scope.child(name), env, own=True)
+
+    def _Optional(self, it, cur, scope, env, own):
+        if self.ev(env, cur).truth(it.cond):
+            return self.item(it.item, cur, scope, env, own)
+        return cur if it.other is None else self.item(it.other, cur, scope, env, own)
+
+    def _Group(self, it, cur, scope, env, own):
+        return self.seq(it.items, cur, scope, env)
+
+    def _Loop(self, it, cur, scope, env, own):
+        for env2 in self.iterations(it, env, cur):
+            cur = self.seq(it.body, cur, scope, env2)
+        return cur
+
+    def iterations(self, it, env, cur):
+        values = self.ev(env, cur)(it.iterable)
+        if not isinstance(values, tuple):
+            raise EvalError("`for` iterates over a list", it.iterable.span, found=type_name(values),
+                            hint="use range(n) to count")
+        for i, v in enumerate(values):
+            yield {**env, it.var: v, **({it.index: i} if it.index else {})}
+
+    def _Repeat(self, it, cur, scope, env, own):
+        n = self.ev(env, cur)(it.count)
+        if type(n) is not int or n < 0:
+            raise EvalError("a repetition count must be an int >= 0", it.count.span, found=f"{type_name(n)} {n!r}")
+        lim = self.c.limits.max_nodes
+        if n > lim:
+            raise LimitError(f"repetition count {n:,} exceeds the node limit {lim:,}", it.count.span,
+                             hint="raise the limit with --max-nodes if this is intended")
+        home = scope if own else scope.child(scope.fresh(_base_name(it.item)))
+        before = len(self.c.graph)
+        for i in range(n):
+            cur = self.item(it.item, cur, home.child(home.claim(str(i), it.span)), env, own=True)
+            if i == 0 and n > 1:  # one copy's size bounds the rest: refuse before building them
+                grown = len(self.c.graph) - before
+                if before + grown * n > lim:
+                    raise LimitError(f"`* {n}` would build {grown * n:,} nodes, over the limit {lim:,}",
+                                     it.span, hint="raise the limit with --max-nodes if this is intended")
+        return cur
+
+    def _Attributed(self, it, cur, scope, env, own):
+        attrs = {a.name: a for a in it.attrs}
+        for a in it.attrs:
+            if a.name not in ("checkpoint", "drop_path"):
+                near = difflib.get_close_matches(a.name, ["checkpoint", "drop_path"], n=1)
+                raise NameError_(f"unknown attribute `@{a.name}`", a.span, expected="@checkpoint or @drop_path(p)",
+                                 hint=f"did you mean `@{near[0]}`?" if near else None)
+        outer = self.c.checkpoint
+        if "checkpoint" in attrs and not outer:  # nested regions merge into the outermost one
+            self.c.regions += 1
+            self.c.checkpoint = self.c.regions
+        try:
+            out = self.item(it.item, cur, scope, env, own)
+        finally:
+            self.c.checkpoint = outer
+        if "drop_path" in attrs:
+            a = attrs["drop_path"]
+            ev = self.ev(env, out)
+            args = bind_op(OPS["drop_path"], [ev(x) for x in a.args], [(k, ev(v)) for k, v in a.kwargs], a.span, {})
+            out = self.emit("drop_path", args, [out], scope.join(scope.fresh("drop_path")), a.span)
+        return out
+
+    def _Call(self, it, cur, scope, env, own):
+        if it.name in self.c.blocks:
+            return self.block(it, cur, scope, env, own)
+        op = OPS.get(it.name)
+        if op is None or it.name in ("input", "output"):
+            raise NameError_(f"unknown op or block `{it.name}`", it.span,
+                             hint=suggest_op(it.name, self.c.blocks) or "define it with `block`")
+        ev = self.ev(env, cur)
+        args = bind_op(op, [ev(a) for a in it.args], [(k, ev(v)) for k, v in it.kwargs], it.span,
+                       {k: v.span for k, v in it.kwargs})
+        node_id = scope.path if own else scope.join(scope.fresh(it.name))
+        return self.emit(it.name, args, [cur], node_id, it.span)
+
+    def block(self, it, cur, scope, env, own):
+        bdef = self.c.blocks[it.name]
+        if it.name in self.c.stack:
+            chain = " -> ".join([*self.c.stack[self.c.stack.index(it.name):], it.name])
+            raise ValidationError(f"block `{it.name}` uses itself ({chain})", it.span,
+                                  hint="blocks cannot recurse; repeat with `* n` or `for` instead")
+        ev = self.ev(env, cur)
+        local = dict(self.c.globals)
+        local.update(bind_block(bdef, [ev(a) for a in it.args], [(k, ev(v)) for k, v in it.kwargs],
+                                it.span, Evaluator(self.c.globals)))
+        home = scope if own else scope.child(scope.fresh(it.name))
+        frame = BlockFrame(it.name, home.path, tuple((p.name, local[p.name]) for p in bdef.params), bdef.doc)
+        saved = self.c.frames
+        self.c.frames = (*saved, frame)
+        self.c.stack.append(it.name)
+        try:
+            body = ast.Attributed(bdef.span, bdef.body, bdef.attrs) if bdef.attrs else bdef.body
+            return self.item(body, cur, home, local, own=True)
+        finally:
+            self.c.stack.pop()
+            self.c.frames = saved
+
+    def _Merge(self, it, cur, scope, env, own):
+        from compiler.merges import lower_merge  # merges.py builds on this class
+        return lower_merge(self, it, cur, scope, env, own)
+
+
+def bind_block(bdef, args, kwargs, span, ev_defaults) -> dict:
+    names = [p.name for p in bdef.params]
+    if len(args) > len(names):
+        raise ValidationError(f"block `{bdef.name}` takes {len(names)} arguments", span,
+                              expected=f"{bdef.name}({', '.join(names)})", found=f"{len(args)} arguments")
+    bound = dict(zip(names, args))
+    for k, v in kwargs:
+        if k not in names:
+            near = difflib.get_close_matches(k, names, n=1)
+            raise NameError_(f"block `{bdef.name}` has no parameter `{k}`", span, expected=", ".join(names),
+                             hint=f"did you mean `{near[0]}`?" if near else None)
+        bound[k] = v
+    for p in bdef.params:
+        if p.name not in bound:
+            if p.default is None:
+                raise ValidationError(f"block `{bdef.name}` needs its `{p.name}` argument", span,
+                                      expected=f"{bdef.name}({', '.join(names)})")
+            bound[p.name] = ev_defaults(p.default)
+    return bound
+
+
+def _label_text(v, node) -> str:
+    if type(v) not in (int, str):
+        raise EvalError("a label can only interpolate ints and strings", node.span, found=type_name(v))
+    return str(v)
+
+
+def _base_name(item) -> str:
+    """The scope name of an unlabeled repetition: its block's or op's name."""
+    while isinstance(item, (ast.Attributed, ast.Optional)):
+        item = item.item
+    if isinstance(item, ast.Call):
+        return item.name
+    return {ast.Merge: getattr(item, "kind", "group")}.get(type(item), "group")

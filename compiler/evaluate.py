@@ -1,0 +1,256 @@
+"""Evaluate .arch expressions: ints, floats, bools, strings and (immutable) lists.
+
+Our own tree-walking evaluator (no Python ``eval``). Every result is size-checked before
+it is built, so ``2 ** 10 ** 10``, ``range(10 ** 12)`` or ``[0] * 10 ** 9`` are refused at
+once with a ``LimitError`` instead of hanging or exhausting memory.
+"""
+from __future__ import annotations
+
+import difflib
+import operator
+
+from dsl import ast
+from dsl.errors import EvalError, LimitError, NameError_
+
+MAX_INT_BITS = 64          # |ints| < 2**64: far above any width, small enough to be instant
+MAX_LIST = 1_000_000       # elements in one list (ranges, repetitions, comprehensions)
+MAX_STR = 10_000           # characters in one string
+
+
+class ShapeRef:
+    """The value of ``in``: the current input's shape; ``in.c``, ``in.h``, ``in.w``."""
+
+    def __init__(self, shape: tuple):
+        self.shape = shape
+
+    def get(self, name: str, node) -> object:
+        s = self.shape
+        if name == "shape":
+            return s
+        if name == "c":
+            return s[0]
+        if name in ("h", "w") and len(s) == 3:
+            return s[1] if name == "h" else s[2]
+        raise EvalError(f"`in.{name}` is not defined for a {'×'.join(map(str, s))} input", node.span,
+                        expected="in.c, in.h, in.w (feature maps) or in.c, in.shape (vectors)",
+                        found=f"in.{name}")
+
+
+def type_name(v) -> str:
+    return {bool: "bool", int: "int", float: "float", str: "string", tuple: "list"}.get(type(v), type(v).__name__)
+
+
+def _check(value, node):
+    if type(value) is int and value.bit_length() > MAX_INT_BITS:
+        raise LimitError("integer result is too large", node.span, expected=f"|value| < 2**{MAX_INT_BITS}",
+                         hint="widths, depths and counts are small numbers; check the expression")
+    if isinstance(value, (tuple, str)):
+        limit = MAX_LIST if isinstance(value, tuple) else MAX_STR
+        if len(value) > limit:
+            raise LimitError(f"{type_name(value)} of {len(value)} elements is too long", node.span,
+                             expected=f"at most {limit}")
+    return value
+
+
+def _num(v, node, what="a number"):
+    if type(v) not in (int, float):
+        raise EvalError(f"expected {what}", node.span, expected=what, found=f"{type_name(v)} {v!r}")
+    return v
+
+
+def _pow(a, b, node):
+    _num(a, node), _num(b, node)
+    if type(a) is int and type(b) is int and b >= 0 and abs(a) > 1 and b * abs(a).bit_length() > MAX_INT_BITS + 1:
+        raise LimitError("`**` result is too large", node.span, expected=f"|value| < 2**{MAX_INT_BITS}")
+    if type(b) is int and b < 0 and a == 0:
+        raise EvalError("0 raised to a negative power", node.span)
+    try:
+        return a ** b
+    except OverflowError:
+        raise LimitError("`**` result overflows a float", node.span) from None
+
+
+def _mul(a, b, node):
+    if isinstance(a, (tuple, str)) or isinstance(b, (tuple, str)):  # list/string repetition
+        seq, n = (a, b) if isinstance(a, (tuple, str)) else (b, a)
+        if type(n) is not int:
+            raise EvalError("a list can only be repeated by an int", node.span, found=type_name(n))
+        if len(seq) * max(n, 0) > MAX_LIST:
+            raise LimitError("list repetition is too long", node.span, expected=f"at most {MAX_LIST} elements")
+        return seq * n
+    return _num(a, node) * _num(b, node)
+
+
+def _div(fn):
+    def op(a, b, node):
+        _num(a, node), _num(b, node)
+        if b == 0:
+            raise EvalError("division by zero", node.span, hint="check the divisor expression")
+        return fn(a, b)
+    return op
+
+
+def _add(a, b, node):
+    if type(a) is type(b) and isinstance(a, (tuple, str)):
+        return a + b
+    return _num(a, node) + _num(b, node)
+
+
+_BIN = {"+": _add, "-": lambda a, b, n: _num(a, n) - _num(b, n), "*": _mul, "**": _pow,
+        "/": _div(operator.truediv), "//": _div(operator.floordiv), "%": _div(operator.mod)}
+_CMP = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
+        ">": operator.gt, ">=": operator.ge}
+
+
+def _range(node, *args):
+    if not 1 <= len(args) <= 3 or any(type(a) is not int for a in args):
+        raise EvalError("range takes 1 to 3 ints", node.span, found=", ".join(map(type_name, args)))
+    if len(args) == 3 and args[2] == 0:
+        raise EvalError("range step must not be zero", node.span)
+    r = range(*args)
+    if len(r) > MAX_LIST:
+        raise LimitError(f"range of {len(r)} elements is too long", node.span, expected=f"at most {MAX_LIST}")
+    return tuple(r)
+
+
+def _seq_fn(fn, what):
+    def call(node, *args):
+        if len(args) == 1 and isinstance(args[0], tuple):
+            args = args[0]
+        if not args:
+            raise EvalError(f"{what} of an empty list", node.span)
+        return fn(_num(a, node) for a in args)
+    return call
+
+
+def _len(node, x):
+    if not isinstance(x, (tuple, str)):
+        raise EvalError("len needs a list or string", node.span, found=type_name(x))
+    return len(x)
+
+
+BUILTINS = {
+    "min": _seq_fn(min, "min"), "max": _seq_fn(max, "max"), "sum": lambda n, xs: _seq_fn(sum, "sum")(n, xs) if xs else 0,
+    "len": _len, "range": _range, "abs": lambda n, x: abs(_num(x, n)),
+    "int": lambda n, x: int(_num(x, n)), "float": lambda n, x: float(_num(x, n)),
+    "round": lambda n, x: round(_num(x, n)), "str": lambda n, x: str(x),
+}
+
+
+class Evaluator:
+    """Evaluates expressions in an environment (a dict of name -> value) and an ``in`` shape."""
+
+    def __init__(self, env: dict, shape: tuple | None = None):
+        self.env, self.shape = env, shape
+
+    def __call__(self, node):
+        return _check(getattr(self, "_" + type(node).__name__)(node), node)
+
+    def _Lit(self, n):
+        return n.value
+
+    def _Var(self, n):
+        if n.name in self.env:
+            return self.env[n.name]
+        near = difflib.get_close_matches(n.name, [*self.env, *BUILTINS], n=1)
+        raise NameError_(f"unknown name `{n.name}`", n.span,
+                         hint=f"did you mean `{near[0]}`?" if near else "define it with `let` or as a parameter")
+
+    def _InRef(self, n):
+        if self.shape is None:
+            raise EvalError("`in` is only defined inside the network body", n.span,
+                            hint="arch parameters and the input shape cannot depend on `in`")
+        return ShapeRef(self.shape)
+
+    def _ListLit(self, n):
+        return tuple(self(i) for i in n.items)
+
+    def _ListComp(self, n):
+        items, saved = self(n.iterable), self.env
+        if not isinstance(items, tuple):
+            raise EvalError("a comprehension iterates over a list", n.iterable.span, found=type_name(items))
+        out = []
+        try:
+            for v in items:
+                self.env = {**saved, n.var: v}
+                if n.cond is None or self.truth(n.cond):
+                    out.append(self(n.elem))
+        finally:
+            self.env = saved
+        return tuple(out)
+
+    def _Cond(self, n):
+        return self(n.then) if self.truth(n.test) else self(n.other)
+
+    def _BoolOp(self, n):
+        for operand in n.operands:
+            v = self.truth(operand)
+            if v == (n.op == "or"):
+                return v
+        return n.op == "and"
+
+    def _Not(self, n):
+        return not self.truth(n.operand)
+
+    def _Compare(self, n):
+        left = self(n.first)
+        for op, right_node in n.rest:
+            right = self(right_node)
+            try:
+                ok = _CMP[op](left, right)
+            except TypeError:
+                raise EvalError(f"cannot compare {type_name(left)} {op} {type_name(right)}", n.span) from None
+            if not ok:
+                return False
+            left = right
+        return True
+
+    def _BinOp(self, n):
+        return _BIN[n.op](self(n.left), self(n.right), n)
+
+    def _Unary(self, n):
+        v = _num(self(n.operand), n)
+        return -v if n.op == "-" else v
+
+    def _FCall(self, n):
+        if not isinstance(n.func, ast.Var) or n.func.name not in BUILTINS:
+            name = n.func.name if isinstance(n.func, ast.Var) else "this expression"
+            near = difflib.get_close_matches(name, BUILTINS, n=1)
+            raise NameError_(f"unknown function `{name}`", n.func.span, expected=", ".join(BUILTINS),
+                             hint=f"did you mean `{near[0]}`?" if near else None)
+        if n.kwargs:
+            raise EvalError(f"`{n.func.name}` takes no keyword arguments", n.span)
+        try:
+            return BUILTINS[n.func.name](n, *(self(a) for a in n.args))
+        except TypeError:
+            raise EvalError(f"wrong number of arguments to `{n.func.name}`", n.span) from None
+
+    def _Index(self, n):
+        obj, idx = self(n.obj), self(n.index)
+        if not isinstance(obj, (tuple, str)) or type(idx) is not int:
+            raise EvalError("indexing needs a list and an int", n.span,
+                            found=f"{type_name(obj)}[{type_name(idx)}]")
+        if not -len(obj) <= idx < len(obj):
+            raise EvalError(f"index {idx} is out of range for a list of {len(obj)}", n.span)
+        return obj[idx]
+
+    def _Slice(self, n):
+        obj = self(n.obj)
+        lo = None if n.lo is None else self(n.lo)
+        hi = None if n.hi is None else self(n.hi)
+        if not isinstance(obj, (tuple, str)) or any(v is not None and type(v) is not int for v in (lo, hi)):
+            raise EvalError("slicing needs a list and int bounds", n.span, found=type_name(obj))
+        return obj[lo:hi]
+
+    def _Attr(self, n):
+        obj = self(n.obj)
+        if isinstance(obj, ShapeRef):
+            return obj.get(n.name, n)
+        raise EvalError(f"`.{n.name}` is only defined on `in`", n.span, found=type_name(obj))
+
+    def truth(self, node) -> bool:
+        v = self(node)
+        if type(v) is not bool:
+            raise EvalError("a condition must be true or false", node.span, expected="bool",
+                            found=f"{type_name(v)} {v!r}", hint="compare explicitly, e.g. `n > 0`")
+        return v

@@ -1,0 +1,188 @@
+"""The front end as a straight list of named passes over one ``Compilation``.
+
+    load -> elaborate -> validate -> infer-shapes -> costs
+
+Each pass states its contract in its docstring; ``run(comp, until=NAME)`` stops after a
+pass so any stage can be dumped (``archc compile --emit ast|ir|json``). No torch here.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from compiler.elaborate import Elaborator, Limits, _Ctx
+from compiler.evaluate import Evaluator, type_name
+from compiler.ir import Cost, Graph, OpNode
+from compiler.ops import OPS
+from compiler.scope import Scope
+from compiler.shapes import InferShapes
+from compiler.signature import coerce
+from dsl import loader
+from dsl.errors import UsageError, ValidationError
+from dsl.parser import parse_expr
+
+INITS = ("torchvision", "pytorch")
+
+
+@dataclass
+class Compilation:
+    path: str | None = None  # a file, or None with ``text``
+    text: str | None = None
+    overrides: dict = field(default_factory=dict)  # --set name=value, values already evaluated
+    limits: Limits = field(default_factory=Limits)
+    program: loader.Program | None = None
+    graph: Graph | None = None
+
+
+class Load:
+    """`load`: path/text -> Program (typed AST of the main file + imported blocks)."""
+    name = "load"
+
+    def run(self, comp: Compilation):
+        comp.program = loader.load(comp.path, comp.text, comp.limits.max_depth)
+
+
+class Elaborate:
+    """`elaborate`: Program + overrides -> Graph with input/output nodes and shapes."""
+    name = "elaborate"
+
+    def run(self, comp: Compilation):
+        m = comp.program.main
+        if m.name is None:
+            raise ValidationError("this file has no `arch` header", m.span,
+                                  expected="arch NAME(params...) followed by `input [C, H, W]`",
+                                  hint="library files are imported, not compiled")
+        params = bind_params(m, comp.overrides)
+        ev = Evaluator(params)
+        if m.input is None:
+            raise ValidationError(f"arch `{m.name}` declares no input shape", m.span, expected="input [C, H, W]")
+        shape = coerce("shape", ev(m.input))
+        if shape is None:
+            raise ValidationError("bad input shape", m.input.span, expected="a list of 1 or 3 positive ints",
+                                  found=repr(ev(m.input)))
+        init = m.init or "torchvision"
+        if init not in INITS:
+            raise ValidationError(f"unknown init `{init}`", m.span, expected=" or ".join(INITS))
+        g = Graph(m.name, params, shape, init)
+        el = Elaborator(_Ctx(g, comp.program.blocks, params, comp.limits))
+        root = Scope()
+        root.used.update(("input", "output"))
+        g.input_id = el.emit("input", OPS["input"].Args(shape), [], "input", m.span)
+        last = el.seq(m.body, g.input_id, root, params)
+        g.output_id = el.emit("output", OPS["output"].Args(), [last], "output", m.span)
+        comp.graph = g
+
+
+def bind_params(m, overrides: dict) -> dict:
+    """Arch parameters: defaults evaluated in order, then ``--set`` overrides, type-checked."""
+    names = [p.name for p in m.params]
+    for key in overrides:
+        if key not in names:
+            near = difflib.get_close_matches(key, names, n=1)
+            raise UsageError(f"`--set {key}`: arch `{m.name}` has no parameter `{key}`", where="--set",
+                             expected=", ".join(names) or "no parameters",
+                             hint=f"did you mean `{near[0]}`?" if near else None)
+    params = {}
+    for p in m.params:
+        default = Evaluator(params)(p.default) if p.default is not None else None
+        if p.name in overrides:
+            value = overrides[p.name]
+            if default is not None and not _same_type(default, value):
+                raise UsageError(f"`--set {p.name}` has the wrong type", where="--set",
+                                 expected=f"{type_name(default)} (default {default!r})",
+                                 found=f"{type_name(value)} {value!r}")
+            params[p.name] = value
+        elif default is None:
+            raise UsageError(f"arch `{m.name}` needs `--set {p.name}=...`", where="--set", expected="a value")
+        else:
+            params[p.name] = default
+    return params
+
+
+def _same_type(a, b) -> bool:
+    return type(a) is type(b) or (type(a) is float and type(b) is int)
+
+
+def parse_value(text: str, key: str):
+    """A ``--set`` value: an .arch expression (``12``, ``[6, 12]``, ``true``, ``"same"``)."""
+    from dsl.errors import ArchError
+    try:
+        return Evaluator({})(parse_expr(text, "--set", text, 1, 1))
+    except ArchError as e:
+        raise UsageError(f"`--set {key}={text}`: not a value", where="--set",
+                         expected="a number, bool, string or list, e.g. --set blocks=[6,12,24,16]",
+                         found=e.what) from None
+
+
+class Validate:
+    """`validate`: one input, one output, acyclic, arity, known ops, typed arguments."""
+    name = "validate"
+
+    def run(self, comp: Compilation):
+        g = comp.graph
+        cycle = g.find_cycle()
+        if cycle:
+            raise ValidationError(f"the graph has a cycle through {', '.join(cycle)}", g.node(cycle[0]).span)
+        if g.sources() != [g.input_id] or g.sinks() != [g.output_id]:
+            raise ValidationError("the graph must have exactly one input and one output", None,
+                                  found=f"inputs {g.sources()}, outputs {g.sinks()}")
+        for n in g.topo():
+            _check_node(g.node(n), len(g.inputs(n)))
+
+
+def _check_node(node: OpNode, n_in: int):
+    spec = OPS.get(node.op)
+    if spec is None:
+        raise ValidationError(f"unknown op `{node.op}`", node.span)
+    want = {-1: (0, 0), 0: (2, None)}.get(spec.arity, (spec.arity, spec.arity))
+    if n_in < want[0] or (want[1] is not None and n_in > want[1]):
+        raise ValidationError(f"`{node.op}` at `{node.id}` has {n_in} inputs", node.span,
+                              expected=f"{want[0]}" + ("+" if want[1] is None else ""))
+    if not isinstance(node.args, spec.Args):
+        raise ValidationError(f"`{node.id}` carries arguments of the wrong type", node.span)
+
+
+class Costs:
+    """`costs`: params, MACs, other ops and kept activations per node (needs shapes)."""
+    name = "costs"
+
+    def run(self, comp: Compilation):
+        g = comp.graph
+        for n in g.topo():
+            node, out = g.node(n), g.shapes[n]
+            ins = [g.shapes[i] for i in g.inputs(n)]
+            spec, a = node.spec, node.args
+            kept = 0 if spec.inplace_view or node.op == "output" else _prod(out)
+            g.costs[n] = Cost(spec.params(a, ins), spec.macs(a, ins, out), spec.other_ops(a, ins, out), kept)
+
+
+def _prod(shape) -> int:
+    out = 1
+    for d in shape:
+        out *= d
+    return out
+
+
+class _Shapes:
+    name = "infer-shapes"
+
+    def run(self, comp: Compilation):
+        InferShapes().run(comp.graph)
+
+
+PASSES = (Load(), Elaborate(), Validate(), _Shapes(), Costs())
+
+
+def run(comp: Compilation, until: str | None = None) -> Compilation:
+    for p in PASSES:
+        p.run(comp)
+        if p.name == until:
+            break
+    return comp
+
+
+def compile_file(path: str | Path | None = None, text: str | None = None, overrides: dict | None = None,
+                 limits: Limits | None = None, until: str | None = None) -> Compilation:
+    comp = Compilation(str(path) if path is not None else None, text, overrides or {}, limits or Limits())
+    return run(comp, until)

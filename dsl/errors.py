@@ -1,0 +1,119 @@
+"""The one exception tree of archc.
+
+Every user-facing failure is an ``ArchError``; the CLI prints ``str(err)`` and exits with
+``err.exit_code`` (2 for user errors), never a traceback. A message says *where*
+(``file:line:col`` plus the source line and a caret), *what* was expected and found, and
+*how to fix it* (the hint).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A source position: 1-based line and column, plus the end column on that line."""
+
+    file: str
+    line: int
+    col: int
+    end_col: int = 0
+    source_line: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}"
+
+    def caret(self) -> str:
+        """The source line with a caret under the span (empty when the line is unknown)."""
+        if not self.source_line:
+            return ""
+        width = max(1, (self.end_col or self.col + 1) - self.col)
+        pad = "".join("\t" if ch == "\t" else " " for ch in self.source_line[: self.col - 1])
+        return f"    {self.source_line}\n    {pad}{'^' * width}"
+
+
+class ArchError(Exception):
+    """Root of every archc error. ``exit_code`` is what the CLI returns."""
+
+    phase = "error"
+    exit_code = 2
+
+    def __init__(self, what: str, span: Span | None = None, *, expected: str | None = None,
+                 found: str | None = None, hint: str | None = None, where: str | None = None):
+        super().__init__(what)
+        self.what, self.span, self.expected, self.found, self.hint = what, span, expected, found, hint
+        self.where = where  # a non-source place (a file path, a flag) when there is no span
+
+    def __str__(self) -> str:
+        place = str(self.span) if self.span else (self.where or "archc")
+        lines = [f"{place}: {self.phase}: {self.what}"]
+        if self.span and self.span.caret():
+            lines.append(self.span.caret())
+        if self.expected is not None:
+            lines.append(f"  expected: {self.expected}")
+        if self.found is not None:
+            lines.append(f"  found:    {self.found}")
+        if self.hint:
+            lines.append(f"  hint: {self.hint}")
+        return "\n".join(lines)
+
+
+class ParseError(ArchError):
+    """The text is not valid .arch syntax."""
+    phase = "syntax error"
+
+
+class ImportError_(ArchError):
+    """An ``import`` is refused: absolute, escaping the root, missing, not .arch, or cyclic."""
+    phase = "import error"
+
+
+class NameError_(ArchError):
+    """An unknown block, op, parameter, argument or variable."""
+    phase = "name error"
+
+
+class EvalError(ArchError):
+    """An expression cannot be evaluated: wrong types, division by zero, bad index."""
+    phase = "type error"
+
+
+class LimitError(ArchError):
+    """A resource limit (nodes, parameters, nesting, repetition) would be exceeded."""
+    phase = "limit exceeded"
+
+
+class ValidationError(ArchError):
+    """The graph breaks a structural rule: arity, missing input, wrong argument type."""
+    phase = "invalid graph"
+
+
+class ShapeError(ArchError):
+    """Shapes do not fit: mismatched merge branches, a spatial size collapsing to zero."""
+    phase = "shape error"
+
+
+class UsageError(ArchError):
+    """A bad command-line flag, ``--set`` value, config key or missing input file."""
+    phase = "usage error"
+
+
+class RenderError(ArchError):
+    """Rendering failed, typically because Graphviz's ``dot`` is missing."""
+    phase = "render error"
+
+
+class DataError(ArchError):
+    """Training data is missing, truncated or in the wrong format."""
+    phase = "data error"
+
+
+class CheckpointError(ArchError):
+    """A checkpoint cannot be read or written safely."""
+    phase = "checkpoint error"
+
+
+class DivergedError(ArchError):
+    """Training produced a NaN or infinite loss; the last good checkpoint is kept."""
+    phase = "training diverged"
+    exit_code = 3

@@ -1,0 +1,83 @@
+"""Batched augmentation on the training device: plain tensor ops, the same code on CPU and CUDA.
+
+Each function takes the whole uint8 image tensor, the global batch's indices and the shared
+generator, draws its random numbers for the *whole* global batch (so every process consumes the
+generator identically and a sharded batch matches the unsharded one), and returns the ``keep`` part
+normalised to float, in channels_last layout.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+MEAN = (0.4914, 0.4822, 0.4465)  # CIFAR-10 training-set channel statistics, on the 0-1 scale
+STD = (0.2470, 0.2435, 0.2616)
+PAD = 4  # standard CIFAR crop: reflect-pad 4 pixels, crop 32
+
+
+def normalize(x: torch.Tensor) -> torch.Tensor:
+    """uint8 (or float on the 0-255 scale) images to float, zero mean and unit variance per channel."""
+    mean = torch.tensor(MEAN, device=x.device).view(1, 3, 1, 1) * 255
+    std = torch.tensor(STD, device=x.device).view(1, 3, 1, 1) * 255
+    return (x.float() - mean) / std
+
+
+def _reflect(n: int, pad: int, device: torch.device) -> torch.Tensor:
+    """Source index of each position -pad..n+pad-1 of a reflect-padded axis (edge not repeated)."""
+    pos = torch.arange(-pad, n + pad, device=device).abs()
+    return torch.where(pos > n - 1, 2 * (n - 1) - pos, pos)
+
+
+def crop_flip(images: torch.Tensor, idx: torch.Tensor, shift: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+    """``images[idx]`` reflect-padded by PAD, cropped at offsets ``shift`` (2, B) and mirrored where ``flip``.
+
+    One gather straight from the unpadded images; the (B, H, W, C) index order makes the result
+    channels_last without a copy.
+    """
+    h, w = images.shape[-2:]
+    ar_h, ar_w = torch.arange(h, device=images.device), torch.arange(w, device=images.device)
+    rows = _reflect(h, PAD, images.device)[shift[0, :, None] + ar_h]  # (B, H)
+    cols = _reflect(w, PAD, images.device)[shift[1, :, None] + ar_w]  # (B, W)
+    cols = torch.where(flip[:, None], cols.flip(1), cols)
+    chans = torch.arange(images.shape[1], device=images.device)
+    out = images[idx[:, None, None, None], chans, rows[:, :, None, None], cols[:, None, :, None]]
+    return out.permute(0, 3, 1, 2)
+
+
+def standard(images: torch.Tensor, idx: torch.Tensor, g: torch.Generator, keep: slice = slice(None)) -> torch.Tensor:
+    """Random crop with reflect padding 4 and horizontal flip, each image independently."""
+    n, dev = len(idx), images.device
+    shift = torch.randint(0, 2 * PAD + 1, (2, n), generator=g, device=dev)
+    flip = torch.randint(0, 2, (n,), generator=g, device=dev).bool()
+    return normalize(crop_flip(images, idx[keep], shift[:, keep], flip[keep]))
+
+
+def seed_table(images: torch.Tensor, idx: torch.Tensor, g: torch.Generator, keep: slice = slice(None)) -> torch.Tensor:
+    """RandomResizedCrop(32, scale 0.8-1, ratio 0.9-1.1) + horizontal flip, as the seed table trained.
+
+    The crop box is continuous and resampled bilinearly by ``grid_sample``, where torchvision rounds
+    the box to whole pixels first; the boxes have the same distribution up to that rounding. Boxes
+    wider than the image (possible at scale ~1 with ratio > 1) are clamped, as torchvision's fallback.
+    """
+    n, dev = len(idx), images.device
+    u = torch.rand(5, n, generator=g, device=dev)[:, keep]
+    area = 0.8 + 0.2 * u[0]
+    ratio = torch.exp(math.log(0.9) + (math.log(1.1) - math.log(0.9)) * u[1])
+    w, h = (area * ratio).sqrt().clamp(max=1), (area / ratio).sqrt().clamp(max=1)  # fractions of the side
+    cx, cy = (1 - w) * (2 * u[2] - 1), (1 - h) * (2 * u[3] - 1)  # centre in [-1, 1] coordinates
+    sign = torch.where(u[4] < 0.5, -1.0, 1.0)
+    zero = torch.zeros_like(w)
+    theta = torch.stack([torch.stack([w * sign, zero, cx], 1), torch.stack([zero, h, cy], 1)], 1)
+    x = images[idx[keep]].float().contiguous(memory_format=torch.channels_last)
+    grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
+    out = torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    return normalize(out)
+
+
+def none(images: torch.Tensor, idx: torch.Tensor, g: torch.Generator, keep: slice = slice(None)) -> torch.Tensor:
+    """No augmentation: the images as they are, normalised."""
+    return normalize(images[idx[keep]]).contiguous(memory_format=torch.channels_last)
+
+
+AUGMENTS = {"standard": standard, "seed-table": seed_table, "none": none}
