@@ -64,14 +64,13 @@ class Elaborate:
         init = m.init or "torchvision"
         if init not in INITS:
             raise ValidationError(f"unknown init `{init}`", m.span, expected=" or ".join(INITS))
-        g = Graph(m.name, params, shape, init)
+        g = comp.graph = Graph(m.name, params, shape, init)  # set first: a failed pass leaves the partial graph
         el = Elaborator(_Ctx(g, comp.program.blocks, params, comp.limits))
         root = Scope()
         root.used.update(("input", "output"))
         g.input_id = el.emit("input", OPS["input"].Args(shape), [], "input", m.span)
         last = el.seq(m.body, g.input_id, root, params)
         g.output_id = el.emit("output", OPS["output"].Args(), [last], "output", m.span)
-        comp.graph = g
 
 
 def bind_params(m, overrides: dict) -> dict:

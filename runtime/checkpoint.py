@@ -59,7 +59,7 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def _write_error(path: Path, e: OSError) -> CheckpointError:
-    return CheckpointError("could not write checkpoint; the previous one is kept", where=str(path),
+    return CheckpointError(f"could not write {path.name}; the previous version is kept", where=str(path),
                            found=f"{type(e).__name__}: {e.strerror or e}",
                            hint="free disk space, raise the file-size limit, or choose a writable --out")
 

@@ -1,0 +1,73 @@
+"""Cost summaries: rows per scope at a chosen depth, with totals. No torch, no rich.
+
+A row groups every node whose id starts with the same first ``depth`` path segments
+(``features.denseblock1`` at depth 2). Activation memory is the elements kept for
+backward (every non-view op's output), per sample, times 4 bytes (fp32) or 2 (bf16).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from compiler.ir import Graph
+
+
+@dataclass
+class Row:
+    name: str
+    kind: str  # the op, or the block name / "group" for a collapsed scope
+    nodes: int
+    output_shape: tuple
+    params: int
+    macs: int
+    other_ops: int
+    act_fp32_bytes: int
+    act_bf16_bytes: int
+
+
+def rows(g: Graph, depth: int = 2) -> list[Row]:
+    out: dict[str, Row] = {}
+    for n in g.topo():
+        node, cost = g.node(n), g.costs[n]
+        if node.op in ("input", "output"):
+            continue
+        parts = n.split(".")
+        key = ".".join(parts[:depth])
+        row = out.get(key)
+        if row is None:
+            kind = node.op if key == n else _kind(node, key)
+            row = out[key] = Row(key, kind, 0, (), 0, 0, 0, 0, 0)
+        row.nodes += 1
+        row.output_shape = g.shapes[n]  # the last node in topological order is the scope's output
+        row.params += cost.params
+        row.macs += cost.macs
+        row.other_ops += cost.other_ops
+        row.act_fp32_bytes += 4 * cost.activations
+        row.act_bf16_bytes += 2 * cost.activations
+    return list(out.values())
+
+
+def _kind(node, key: str) -> str:
+    for frame in node.blocks:
+        if frame.path == key:
+            args = ", ".join(f"{k}={v}" for k, v in frame.args)
+            return f"{frame.name}({args})"
+    return "scope"
+
+
+def as_json(g: Graph, depth: int = 2) -> dict:
+    t = g.totals()
+    return {
+        "name": g.name, "params": t.params, "macs": t.macs, "other_ops": t.other_ops,
+        "activations_fp32_bytes": 4 * t.activations, "activations_bf16_bytes": 2 * t.activations,
+        "input_shape": list(g.input_shape), "output_shape": list(g.shapes[g.output_id]),
+        "nodes": len(g), "arch_params": {k: list(v) if isinstance(v, tuple) else v for k, v in g.params.items()},
+        "rows": [{**asdict(r), "output_shape": list(r.output_shape)} for r in rows(g, depth)],
+    }
+
+
+def human(n: float, unit: str = "") -> str:
+    """12_345_678 -> '12.35M'."""
+    for div, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if abs(n) >= div:
+            return f"{n / div:.2f}{suffix}{unit}"
+    return f"{n:g}{unit}"

@@ -1,0 +1,119 @@
+"""Just enough torch.distributed: who am I, reductions that are no-ops alone, and a local launcher.
+
+A process is part of a distributed run when ``WORLD_SIZE`` > 1 in its environment, whether
+``torchrun`` started it or :func:`spawn` did; gloo serves CPU runs and nccl CUDA runs.
+"""
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any, Callable
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from multiprocessing.connection import wait
+
+from dsl.errors import ArchError
+
+JOIN_GRACE_S = 30  # after a failure or Ctrl-C, how long workers get to exit before being terminated
+
+
+def world() -> tuple[int, int]:
+    """(rank, world size) of this process; (0, 1) outside a distributed run."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", 0))
+
+
+def init(device_type: str) -> None:
+    if world()[1] > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
+
+
+def shutdown() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_sum(t: torch.Tensor) -> torch.Tensor:
+    if dist.is_initialized():
+        dist.all_reduce(t)
+    return t
+
+
+def all_min(t: torch.Tensor) -> torch.Tensor:
+    if dist.is_initialized():
+        dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return t
+
+
+def any_rank(flag: bool, device: torch.device) -> bool:
+    """True on every rank when ``flag`` is true on any: lets all ranks stop together instead of hanging."""
+    return bool(all_sum(torch.tensor([int(flag)], device=device)).item())
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker(rank: int, nproc: int, port: int, errors: Any, fn: Callable[..., None], args: tuple) -> None:
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(nproc),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // nproc))  # share the cores, don't oversubscribe
+    try:
+        fn(*args)
+    except ArchError as err:  # a user-facing error travels back intact (its fields pickle with it)
+        errors.put((rank, err))
+        raise SystemExit(1) from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+
+
+def spawn(fn: Callable[..., None], nproc: int, *args: Any) -> None:
+    """Run ``fn(*args)`` in ``nproc`` fresh local processes forming one process group.
+
+    If a worker fails, the others are stopped (they would wait forever in a collective) and the
+    lowest rank's ArchError is raised here; ``args`` must pickle.
+    """
+    ctx = mp.get_context("spawn")
+    errors = ctx.SimpleQueue()
+    port = _free_port()
+    procs = [ctx.Process(target=_worker, args=(r, nproc, port, errors, fn, args)) for r in range(nproc)]
+    for p in procs:
+        p.start()
+    try:
+        _join(procs)
+    except KeyboardInterrupt:  # the workers got the same Ctrl-C; rank 0 says how to resume
+        _stop(procs)
+        raise
+    failed = []
+    while not errors.empty():
+        failed.append(errors.get())
+    if failed:
+        raise min(failed, key=lambda f: f[0])[1]
+    codes = {r: p.exitcode for r, p in enumerate(procs) if p.exitcode}
+    if codes:
+        raise RuntimeError(f"training processes failed with exit codes {codes}; see their output above")
+
+
+def _join(procs: list) -> None:
+    alive = list(procs)
+    while alive:
+        wait([p.sentinel for p in alive])
+        alive = [p for p in alive if p.is_alive()]
+        if any(p.exitcode for p in procs if not p.is_alive()):
+            _stop(alive)
+            return
+
+
+def _stop(procs: list) -> None:
+    for p in procs:
+        p.join(JOIN_GRACE_S)
+        if p.is_alive():
+            p.terminate()
+            p.join()

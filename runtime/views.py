@@ -1,0 +1,100 @@
+"""What the read-only CLI commands print: summary tables, stage dumps, the registry.
+
+Kept apart from cli.py so the command definitions stay declarative; torch is imported only
+for ``--emit python`` and ``--weights``.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from runtime.cli import compile_spec
+
+
+def _write(text: str, output: str | None):
+    if output:
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        Path(output).write_text(text)
+        click.echo(f"wrote {output}", err=True)
+    else:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+def print_summary(file, sets, limits, depth, as_json):
+    from compiler.summary import as_json as summary_json, human, rows
+    g = compile_spec(file, sets, **limits).graph
+    if as_json:
+        click.echo(json.dumps(summary_json(g, depth), indent=1))
+        return
+    from rich.console import Console
+    from rich.table import Table
+    t = g.totals()
+    table = Table(title=f"{g.name}  input {'×'.join(map(str, g.input_shape))}", title_justify="left")
+    for col, just in (("scope", "left"), ("op / block", "left"), ("output", "right"), ("params", "right"),
+                      ("MACs", "right"), ("other ops", "right"), ("act fp32", "right"), ("act bf16", "right")):
+        table.add_column(col, justify=just)
+    for r in rows(g, depth):
+        table.add_row(r.name, r.kind, "×".join(map(str, r.output_shape)), f"{r.params:,}", human(r.macs),
+                      human(r.other_ops), human(r.act_fp32_bytes, "B"), human(r.act_bf16_bytes, "B"))
+    table.add_section()
+    table.add_row("total", f"{len(g):,} nodes", "×".join(map(str, g.shapes[g.output_id])), f"{t.params:,}",
+                  human(t.macs), human(t.other_ops), human(4 * t.activations, "B"), human(2 * t.activations, "B"))
+    Console().print(table)
+    click.echo("MACs: multiply-adds of conv and linear; other ops: elementwise work of bn, activations, "
+               "pools and merges; act: forward activations kept for backward, per sample.")
+
+
+def run_compile(file, emit, render, fmt, depth, weights, output, sets, limits):
+    if emit == "ast":
+        from dsl.loader import load
+        from dsl.ast import dump
+        program = load(file)
+        _write(dump(program.main), output)
+        return
+    comp = compile_spec(file, sets, **limits)
+    g = comp.graph
+    if emit == "ir":
+        _write(g.to_text(), output)
+    elif emit == "json":
+        _write(g.to_json(), output)
+    elif emit == "dot":
+        from compiler.render import to_dot
+        _write(to_dot(g, depth), output)
+    elif emit == "python":
+        from compiler.build import emit_python
+        _write(emit_python(g), output)
+    if render:
+        from compiler.render import render as draw
+        out = output if output and not emit else str(Path(file).with_suffix(f".{fmt}").name)
+        path = draw(g, out, fmt, depth)
+        click.echo(f"rendered {path}")
+    if not emit and not render:
+        from compiler.build import build_graph
+        model = build_graph(g)
+        if weights:
+            from runtime.weights import load_weights
+            load_weights(model, weights)
+        click.echo(model)
+        click.echo(f"# {sum(p.numel() for p in model.parameters()):,} parameters")
+
+
+def print_registry(as_json):
+    from compiler import registry
+    from compiler.passes import compile_file
+    from compiler.summary import human
+    rows = []
+    for name in registry.names():
+        g = compile_file(registry.path(name)).graph
+        t = g.totals()
+        rows.append({"name": name, "params": t.params, "macs": t.macs,
+                     "input": list(g.input_shape), "nodes": len(g)})
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+        return
+    click.echo(f"{'arch':<24} {'input':>12} {'params':>14} {'MACs':>10} {'nodes':>7}")
+    for r in rows:
+        click.echo(f"{r['name']:<24} {'×'.join(map(str, r['input'])):>12} {r['params']:>14,} "
+                   f"{human(r['macs']):>10} {r['nodes']:>7,}")
