@@ -84,6 +84,11 @@ class Elaborator:
                              hint="flatten the structure, or raise the limit with --max-depth")
         try:
             return getattr(self, "_" + type(it).__name__)(it, cur, scope, env, own)
+        except RecursionError:  # --max-depth raised past what Python's stack allows
+            if self.c.depth > 1:
+                raise
+            raise LimitError("nesting is too deep for archc to expand", it.span,
+                             hint="lower --max-depth, or flatten the structure") from None
         finally:
             self.c.depth -= 1
 
@@ -141,7 +146,7 @@ class Elaborator:
                 raise NameError_(f"unknown attribute `@{a.name}`", a.span, expected="@checkpoint or @drop_path(p)",
                                  hint=f"did you mean `@{near[0]}`?" if near else None)
         outer = self.c.checkpoint
-        if "checkpoint" in attrs and not outer:  # nested regions merge into the outermost one
+        if "checkpoint" in attrs and not outer and self._enabled(attrs["checkpoint"], env, cur):
             self.c.regions += 1
             self.c.checkpoint = self.c.regions
         try:
@@ -155,6 +160,15 @@ class Elaborator:
             out = self.emit("drop_path", args, [out], scope.join(scope.fresh("drop_path")), a.span)
         return out
 
+    def _enabled(self, attr, env, cur) -> bool:
+        """``@checkpoint`` or ``@checkpoint(cond)``; nested regions merge into the outermost."""
+        if not attr.args and not attr.kwargs:
+            return True
+        if attr.kwargs or len(attr.args) != 1:
+            raise ValidationError("`@checkpoint` takes one optional condition", attr.span,
+                                  expected="@checkpoint or @checkpoint(efficient)")
+        return self.ev(env, cur).truth(attr.args[0])
+
     def _Call(self, it, cur, scope, env, own):
         if it.name in self.c.blocks:
             return self.block(it, cur, scope, env, own)
@@ -164,7 +178,7 @@ class Elaborator:
                              hint=suggest_op(it.name, self.c.blocks) or "define it with `block`")
         ev = self.ev(env, cur)
         args = bind_op(op, [ev(a) for a in it.args], [(k, ev(v)) for k, v in it.kwargs], it.span,
-                       {k: v.span for k, v in it.kwargs})
+                       {**{i: a.span for i, a in enumerate(it.args)}, **{k: v.span for k, v in it.kwargs}})
         node_id = scope.path if own else scope.join(scope.fresh(it.name))
         return self.emit(it.name, args, [cur], node_id, it.span)
 
@@ -204,7 +218,8 @@ def bind_block(bdef, args, kwargs, span, ev_defaults) -> dict:
     for k, v in kwargs:
         if k not in names:
             near = difflib.get_close_matches(k, names, n=1)
-            raise NameError_(f"block `{bdef.name}` has no parameter `{k}`", span, expected=", ".join(names),
+            raise NameError_(f"block `{bdef.name}` has no parameter `{k}`", getattr(k, "span", None) or span,
+                             expected=", ".join(names),
                              hint=f"did you mean `{near[0]}`?" if near else None)
         bound[k] = v
     for p in bdef.params:

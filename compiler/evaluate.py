@@ -142,9 +142,19 @@ class Evaluator:
 
     def __init__(self, env: dict, shape: tuple | None = None):
         self.env, self.shape = env, shape
+        self._level = 0  # recursion depth of __call__, to turn a RecursionError into a LimitError
 
     def __call__(self, node):
-        return _check(getattr(self, "_" + type(node).__name__)(node), node)
+        self._level += 1
+        try:
+            return _check(getattr(self, "_" + type(node).__name__)(node), node)
+        except RecursionError:
+            if self._level > 1:
+                raise
+            raise LimitError("this expression nests too deeply to evaluate", node.span,
+                             hint="split it with `let`, or lower --max-depth") from None
+        finally:
+            self._level -= 1
 
     def _Lit(self, n):
         return n.value

@@ -31,11 +31,17 @@ def _branches(el, it, cur, env):
         if len(branch) == 1 and isinstance(branch[0], ast.Loop):
             for env2 in el.iterations(branch[0], env, cur):
                 yield branch[0].body, env2
-        elif len(branch) == 1 and isinstance(branch[0], ast.Optional) and branch[0].other is None:
-            if el.ev(env, cur).truth(branch[0].cond):
-                yield (branch[0].item,), env
+        elif len(branch) == 1 and _dropped(el, branch[0], env, cur):
+            continue
         else:
             yield branch, env
+
+
+def _dropped(el, item, env, cur) -> bool:
+    """A branch line `X if c` (labelled or not) with c false is no branch at all."""
+    while isinstance(item, ast.Labeled):
+        item = item.item
+    return isinstance(item, ast.Optional) and item.other is None and not el.ev(env, cur).truth(item.cond)
 
 
 def _units(el, it, cur, scope, env):

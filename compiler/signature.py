@@ -64,18 +64,22 @@ def coerce(kind: str, v, choices: tuple = ()):
 def bind_op(op: Op, args: list, kwargs: list, span: Span, arg_spans: dict):
     """Match evaluated arguments to ``op.args``; returns an ``op.Args`` instance."""
     names = [a.name for a in op.args]
+    # arg_spans: keyword -> its value's span, and position (0, 1 ...) -> a positional argument's span
+    arg_spans = {names[k] if type(k) is int and k < len(names) else k: v for k, v in arg_spans.items()}
     if len(args) > len(names):
-        raise ValidationError(f"`{op.name}` takes at most {len(names)} positional arguments", span,
+        raise ValidationError(f"`{op.name}` takes at most {len(names)} positional arguments",
+                              arg_spans.get(len(names), span),
                               expected=f"{op.name}({', '.join(names)})", found=f"{len(args)} arguments")
     values = dict(zip(names, args))
     for key, value in kwargs:
         if key not in names:
             near = difflib.get_close_matches(key, names, n=1)
-            raise NameError_(f"`{op.name}` has no argument `{key}`", arg_spans.get(key, span),
+            raise NameError_(f"`{op.name}` has no argument `{key}`", getattr(key, "span", None) or arg_spans.get(key, span),
                              expected=", ".join(names) or "no arguments",
                              hint=f"did you mean `{near[0]}`?" if near else None)
         if key in values:
-            raise ValidationError(f"argument `{key}` of `{op.name}` is given twice", arg_spans.get(key, span))
+            raise ValidationError(f"argument `{key}` of `{op.name}` is given twice",
+                                  getattr(key, "span", None) or arg_spans.get(key, span))
         values[key] = value
     out = {}
     for a in op.args:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from compiler.ir import Graph
+from compiler.ir import Graph, OpNode
 
 
 @dataclass
@@ -63,6 +63,26 @@ def as_json(g: Graph, depth: int = 2) -> dict:
         "nodes": len(g), "arch_params": {k: list(v) if isinstance(v, tuple) else v for k, v in g.params.items()},
         "rows": [{**asdict(r), "output_shape": list(r.output_shape)} for r in rows(g, depth)],
     }
+
+
+def partial(g: Graph) -> tuple[Graph, OpNode]:
+    """After a shape error: the graph as far as shapes were inferred, costed, and the node to blame.
+
+    The elaborator adds a node before inferring its shape, so the culprit is the first node
+    without one; a ``dense_sum`` unit that changes the shape fails after all its nodes got
+    shapes, and then its last node is the one to blame.
+    """
+    from compiler.passes import Compilation, Costs
+    shaped = Graph(g.name, g.params, g.input_shape, g.init)
+    failed = None
+    for n in g.topo():
+        if n not in g.shapes:
+            failed = g.node(n)
+            break
+        shaped.add(g.node(n), g.inputs(n))
+        shaped.shapes[n] = g.shapes[n]
+    Costs().run(Compilation(graph=shaped))
+    return shaped, failed or shaped.node(shaped.topo()[-1])
 
 
 def human(n: float, unit: str = "") -> str:

@@ -16,6 +16,18 @@ class Node:
     span: Span
 
 
+class Ident(str):
+    """A keyword argument's name (``stride`` in ``conv(64, 3, stride = 2)``) that remembers
+    where it was written, so "no argument `strde`" can point at the name itself."""
+
+    span: Span | None = None
+
+    def __new__(cls, text: str, span: Span | None = None):
+        self = super().__new__(cls, text)
+        self.span = span
+        return self
+
+
 # ---- expressions -------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Lit(Node):

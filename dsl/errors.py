@@ -24,12 +24,26 @@ class Span:
         return f"{self.file}:{self.line}:{self.col}"
 
     def caret(self) -> str:
-        """The source line with a caret under the span (empty when the line is unknown)."""
+        """The source line with a caret under the span (empty when the line is unknown).
+
+        Long lines are cut to a window around the span, and control characters are shown
+        as '?', so a message stays readable (and terminal-safe) whatever the input."""
         if not self.source_line:
             return ""
-        width = max(1, (self.end_col or self.col + 1) - self.col)
-        pad = "".join("\t" if ch == "\t" else " " for ch in self.source_line[: self.col - 1])
-        return f"    {self.source_line}\n    {pad}{'^' * width}"
+        text, start = self.source_line, self.col - 1
+        end = max(start + 1, (self.end_col or self.col + 1) - 1)
+        lo, hi = 0, len(text)
+        if len(text) > _SHOWN:
+            lo = max(0, min(start - _SHOWN // 3, len(text) - _SHOWN))
+            hi = lo + _SHOWN
+        shown = "".join(ch if ch.isprintable() or ch == "\t" else "?" for ch in text[lo:hi])
+        left, right = ("..." if lo else ""), ("..." if hi < len(text) else "")
+        pad = "".join("\t" if ch == "\t" else " " for ch in left + shown[: max(0, start - lo)])
+        width = max(1, min(end, hi) - max(start, lo))
+        return f"    {left}{shown}{right}\n    {pad}{'^' * width}"
+
+
+_SHOWN = 100  # characters of a long source line shown around the error
 
 
 class ArchError(Exception):

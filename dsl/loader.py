@@ -7,6 +7,7 @@ out, non-``.arch`` files, missing files and cycles are refused with located mess
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from dsl import ast
 from dsl.errors import ImportError_, LimitError, ParseError, Span
 from dsl.parser import parse
 
-MAX_FILE_BYTES = 4 * 1024 * 1024  # a spec is a short text; refuse anything that is not
+MAX_FILE_BYTES = 256 * 1024  # a spec is a short text (densenet121.arch: 1 KB); parsing 256 KB takes ~1 s
 
 
 @dataclass
@@ -24,31 +25,56 @@ class Program:
     files: list = field(default_factory=list)
 
 
-def read_source(path: Path, span: Span | None = None) -> str:
-    """Read a spec as UTF-8 text; every failure is a located ArchError."""
+def shown(path) -> str:
+    """How a path appears in messages: relative to the current folder when it is inside it."""
+    path = os.path.normpath(path)
     try:
-        size = path.stat().st_size
-        if path.is_dir():
-            raise ImportError_(f"{path} is a directory", span, where=str(path),
-                               expected="a .arch file", hint="name a file inside it")
-        if size > MAX_FILE_BYTES:
-            raise LimitError(f"{path} is {size:,} bytes", span, where=str(path),
+        rel = os.path.relpath(path)
+    except ValueError:  # another drive
+        return path
+    return path if rel.startswith("..") else rel
+
+
+def read_source(path: Path, span: Span | None = None) -> str:
+    """Read a spec as UTF-8 text; every failure is a located ArchError.
+
+    ``span`` is the ``import`` that names the file; without one (the main file) errors point
+    at the file's first line. Only regular files are read, and at most MAX_FILE_BYTES of them:
+    a FIFO or a device would block or never end."""
+    name = shown(path)
+    span = span or Span(name, 1, 1)
+    try:
+        st = path.stat()
+        if stat.S_ISDIR(st.st_mode):
+            raise ImportError_(f"{name} is a directory", span, expected="a .arch file", hint="name a file inside it")
+        if not stat.S_ISREG(st.st_mode):
+            raise ImportError_(f"{name} is not a regular file", span, expected="a .arch file",
+                               found="a FIFO, socket or device", hint="save the spec to a file first")
+        if st.st_size > MAX_FILE_BYTES:
+            raise LimitError(f"{name} is {st.st_size:,} bytes", span,
                              expected=f"a spec of at most {MAX_FILE_BYTES:,} bytes")
-        data = path.read_bytes()
+        with path.open("rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:  # it grew since stat()
+            raise LimitError(f"{name} is over {MAX_FILE_BYTES:,} bytes", span)
     except FileNotFoundError:
-        raise ImportError_(f"no such file: {path}", span, where=str(path), hint="check the path") from None
+        raise ImportError_(f"no such file: {name}", span, hint="check the path") from None
     except PermissionError:
-        raise ImportError_(f"cannot read {path}: permission denied", span, where=str(path),
+        raise ImportError_(f"cannot read {name}: permission denied", span,
                            hint="check the file's permissions") from None
     except OSError as e:
-        raise ImportError_(f"cannot read {path}: {e.strerror}", span, where=str(path)) from None
+        raise ImportError_(f"cannot read {name}: {e.strerror or e}", span) from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
-        raise ParseError("the file is not valid UTF-8 text", Span(str(path), line, col, col + 1, ""),
-                         found=f"byte 0x{data[e.start]:02x}", expected="UTF-8 text") from None
+        start = data.rfind(b"\n", 0, e.start) + 1
+        end = data.find(b"\n", e.start)
+        line_text = data[start: end if end >= 0 else len(data)].decode("utf-8", "replace").rstrip("\r")
+        col = len(data[start:e.start].decode("utf-8", "replace")) + 1
+        raise ParseError("the file is not valid UTF-8 text",
+                         Span(name, data[: e.start].count(b"\n") + 1, col, col + 1, line_text),
+                         found=f"byte 0x{data[e.start]:02x}", expected="UTF-8 text",
+                         hint="save the file as UTF-8") from None
 
 
 class _Loader:
@@ -57,48 +83,56 @@ class _Loader:
         self.program: Program | None = None
         self.loaded: set[Path] = set()
         self.stack: list[Path] = []
+        self.last: ast.Import | None = None  # the import being followed
 
     def load_main(self, text: str, name: str) -> Program:
-        module = parse(text, name)
+        module = parse(text, name, self.max_depth)
         self.program = Program(module, files=[name])
         self._add_blocks(module)
-        self._imports(module, self.root)
+        try:
+            self._imports(module, self.root)
+        except RecursionError:  # --max-depth raised past what Python's stack allows
+            raise LimitError("imports nest too deeply for archc", self.last.span,
+                             hint="lower --max-depth, or import the files from one place") from None
         return self.program
 
     def _imports(self, module: ast.Module, folder: Path):
-        if len(self.stack) >= self.max_depth:
-            raise LimitError(f"imports nest deeper than {self.max_depth}", module.imports[0].span if module.imports else None,
+        if module.imports and len(self.stack) >= self.max_depth:
+            raise LimitError(f"imports nest deeper than {self.max_depth}", module.imports[0].span,
                              hint="raise the limit with --max-depth")
         for imp in module.imports:
             self._import(imp, folder)
 
     def _import(self, imp: ast.Import, folder: Path):
-        raw = imp.path
+        self.last, raw = imp, imp.path
         if os.path.isabs(raw) or raw.startswith("~"):
             raise ImportError_("imports must be relative paths", imp.span, found=repr(raw),
                                hint="write the path relative to this file, e.g. \"lib/blocks.arch\"")
+        if not raw.isprintable():
+            raise ImportError_("an import path cannot hold control characters", imp.span, found=repr(raw))
         target = (folder / raw)
         if target.suffix != ".arch":
             raise ImportError_("only .arch files can be imported", imp.span, found=repr(raw),
                                expected="a path ending in .arch")
         real = Path(os.path.realpath(target))
         if not real.is_relative_to(self.root):
-            raise ImportError_("import leaves the project root", imp.span, found=str(real),
-                               expected=f"a file under {self.root}",
+            raise ImportError_("import leaves the project root", imp.span, found=shown(real),
+                               expected=f"a file under {shown(self.root)}",
                                hint="keep imported files (and symlink targets) inside the main file's folder")
         if real in self.stack:
-            cycle = " -> ".join(p.name for p in [*self.stack[self.stack.index(real):], real])
+            cycle = " -> ".join(shown(p) for p in [*self.stack[self.stack.index(real):], real])
             raise ImportError_(f"import cycle: {cycle}", imp.span, hint="remove one of these imports")
         if real in self.loaded:
             return
-        module = parse(read_source(real, imp.span), str(target))
+        name = shown(target)
+        module = parse(read_source(real, imp.span), name, self.max_depth)
         if module.name is not None or module.body:
             raise ImportError_(f"{raw} is not a library file", imp.span,
                                expected="a file of `block` definitions and imports only",
                                found="an `arch` header or network items",
                                hint="move the shared blocks into their own file")
         self.loaded.add(real)
-        self.program.files.append(str(target))
+        self.program.files.append(name)
         self.stack.append(real)
         try:
             self._add_blocks(module)

@@ -10,24 +10,13 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
-from lark import Lark, Token, Transformer, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark import Lark, Token, Transformer_NonRecursive, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from dsl import ast
-from dsl.errors import ParseError, Span
+from dsl.errors import ArchError, LimitError, ParseError, Span
 
 _GRAMMAR = Path(__file__).with_name("grammar.lark")
-
-# What the user sees instead of Lark's terminal names.
-_TOKEN_NAMES = {
-    "_NL": "a newline", "NAME": "a name", "INT": "an integer", "FLOAT": "a number",
-    "STRING": "a string", "LPAR": "'('", "RPAR": "')'", "LSQB": "'['", "RSQB": "']'",
-    "LBRACE": "'{'", "RBRACE": "'}'", "COMMA": "','", "COLON": "':'", "SEMICOLON": "';'",
-    "EQUAL": "'='", "STAR": "'*'", "AT": "'@'", "DOT": "'.'", "_SEMI": "';'", "MERGE": "a merge",
-    "COMP_OP": "a comparison", "ADD_OP": "'+' or '-'", "MUL_OP": "'*', '/', '//' or '%'",
-    "$END": "end of file",
-}
-
 
 class _DropNewlinesInBrackets:
     """Post-lexer: newlines inside ( ) and [ ] are not separators, like Python."""
@@ -67,7 +56,7 @@ def _span(meta_or_tok, file: str, lines: list[str]) -> Span:
 
 
 @v_args(meta=True, inline=True)
-class _Builder(Transformer):
+class _Builder(Transformer_NonRecursive):  # iterative: deep input cannot overflow the stack
     """Lark tree -> AST. One method per rule alias; ``meta`` carries the position."""
 
     def __init__(self, file: str, text: str):
@@ -80,12 +69,13 @@ class _Builder(Transformer):
     # -- declarations
     def module(self, meta, *decls):
         name, params, inp, init, imports, blocks, body = None, (), None, None, [], [], []
+        arch_span = None
         for d in decls:
             if isinstance(d, tuple) and d and d[0] == "arch":
                 if name is not None:
                     raise ParseError("a file declares `arch` twice", d[3],
                                      hint="keep one `arch NAME(...)` header per file")
-                _, name, params, _ = d
+                _, name, params, arch_span = d
             elif isinstance(d, tuple) and d and d[0] == "input":
                 inp = d[1]
             elif isinstance(d, tuple) and d and d[0] == "init":
@@ -96,7 +86,12 @@ class _Builder(Transformer):
                 blocks.append(d)
             else:
                 body.append(d)
-        return ast.Module(self._s(meta), name, params, inp, init, tuple(imports), tuple(blocks), tuple(body))
+        # The module's span (used by "declares no input shape" and the like) is its `arch` header,
+        # else its first declaration: Lark's would start at a leading comment's newline.
+        first = next((d[-1] if isinstance(d, tuple) else d.span for d in decls
+                      if isinstance(d, ast.Node) or (isinstance(d, tuple) and isinstance(d[-1], Span))), None)
+        span = arch_span or first or Span(self.file, 1, 1, 2, self.lines[0] if self.lines else "")
+        return ast.Module(span, name, params, inp, init, tuple(imports), tuple(blocks), tuple(body))
 
     def import_decl(self, meta, path):
         return ast.Import(self._s(meta), path[1:-1])
@@ -105,10 +100,10 @@ class _Builder(Transformer):
         return ("arch", str(name), params or (), self._s(meta))
 
     def input_decl(self, meta, expr):
-        return ("input", expr)
+        return ("input", expr, self._s(meta))
 
     def init_decl(self, meta, name):
-        return ("init", str(name))
+        return ("init", str(name), self._s(meta))
 
     def block_decl(self, meta, name, params, doc, *rest):
         *attrs, body = rest
@@ -182,7 +177,7 @@ class _Builder(Transformer):
         return pos, kw
 
     def kwarg(self, meta, name, value):
-        return (str(name), value)
+        return (ast.Ident(str(name), _span(name, self.file, self.lines)), value)
 
     def cond(self, meta, then, test, other):
         return ast.Cond(self._s(meta), then, test, other)
@@ -271,14 +266,17 @@ def _format_parts(tok: Token, file: str, lines: list[str]) -> tuple:
 
 
 def parse_expr(text: str, file: str, line_text: str, line: int, col: int):
-    """Parse an expression embedded in a label; positions point into the label."""
+    """Parse an expression embedded in a label (or a ``--set`` value); positions point into it."""
     try:
         tree = _lark().parse(text, start="expr")
     except UnexpectedInput as e:
-        raise ParseError("bad expression inside a label's { }",
-                         Span(file, line, col + (e.column or 1) - 1, 0, line_text),
-                         expected="an expression such as {i + 1}", found=repr(text)) from None
-    node = _Builder(file, " " * (col - 1) + text).transform(tree)
+        at = e.column if isinstance(e.column, int) and not getattr(getattr(e, "token", None), "type", "") == "$END" \
+            else len(text) + 1
+        inside = "" if line_text == text else " inside a label's { }"
+        raise ParseError(f"bad expression {text!r}{inside}", Span(file, line, col + at - 1, 0, line_text),
+                         expected="an expression such as {i + 1}" if inside else "an expression", found=repr(text)) from None
+    node = _build(_Builder(file, " " * (col - 1) + text), tree)
+    check_nesting(node, MAX_NESTING)
     return _shift(node, file, line, line_text)
 
 
@@ -295,46 +293,214 @@ def _shift(node, file, line, line_text):
     return dataclasses.replace(node, span=span, **changes)
 
 
-def parse(text: str, file: str = "<string>") -> ast.Module:
-    """Parse one .arch file's text. Raises ParseError with a located message."""
+MAX_NESTING = 100  # default AST nesting limit (``--max-depth``); see ``check_nesting``
+
+
+def parse(text: str, file: str = "<string>", max_depth: int = MAX_NESTING) -> ast.Module:
+    """Parse one .arch file's text. Raises ParseError with a located message, or LimitError
+    when the text nests deeper than ``max_depth`` levels."""
     lines = text.splitlines()
     try:
         tree = _lark().parse(text, start="module")
     except UnexpectedInput as e:
         raise _syntax_error(e, text, file, lines) from None
-    return _Builder(file, text).transform(tree)
+    module = _build(_Builder(file, text), tree)
+    check_nesting(module, max_depth)
+    return module
+
+
+def _build(builder: "_Builder", tree):
+    """Run the builder; an ArchError raised inside it (a bad label) leaves Lark's wrapper."""
+    try:
+        return builder.transform(tree)
+    except VisitError as e:
+        if isinstance(e.orig_exc, ArchError):
+            raise e.orig_exc from None
+        raise
+
+
+def check_nesting(node, max_depth: int) -> None:
+    """Refuse ASTs nested deeper than ``max_depth`` nodes, walking them without recursion.
+
+    The evaluator, the elaborator and ``dump`` recurse over the AST; bounding its depth here
+    keeps inputs like ``((((...))))``, ``- - - 1`` or a 10,000-term sum from reaching
+    Python's recursion limit."""
+    stack = [(node, 1)]
+    while stack:
+        n, depth = stack.pop()
+        if isinstance(n, tuple):
+            stack.extend((c, depth) for c in n)
+            continue
+        if not isinstance(n, ast.Node):
+            continue
+        if depth > max_depth:
+            raise LimitError(f"nesting is deeper than {max_depth} levels", n.span,
+                             hint="name inner parts with `let` or `block`, or raise the limit with --max-depth")
+        stack.extend((getattr(n, f), depth + 1) for f in n.__dataclass_fields__ if f not in ("span", "file"))
+
+
+# ---- syntax errors ------------------------------------------------------------------
+# Lark's terminal names -> what the user reads. Literal terminals ('(' 'for' ...) are
+# shown quoted, straight from the grammar.
+_TOKEN_NAMES = {
+    "_NL": "a newline", "_SEMI": "';'", "_SEP": "a newline or ';'", "$END": "end of file",
+    "NAME": "a name", "INT": "an integer", "FLOAT": "a number", "STRING": "a string",
+    "MERGE": "a merge (add, concat, dense_sum)", "COMP_OP": "a comparison (== != < <= > >=)",
+    "ADD_OP": "'+' or '-'", "MUL_OP": "'*', '/', '//' or '%'", "_POW": "'**'",
+}
+_ITEM_START = {"NAME", "LBRACE", "MERGE", "FOR", "LET"}            # plus STRING/INT labels
+_EXPR_START = {"INT", "FLOAT", "STRING", "NAME", "TRUE", "FALSE", "IN", "NOT", "LPAR", "LSQB", "ADD_OP"}
+_OPERATORS = {"ADD_OP", "MUL_OP", "COMP_OP", "_POW", "AND", "OR"}
+_AFTER_OPERAND = _OPERATORS | {"DOT", "LPAR", "LSQB", "IF"}
+_ENDS = {"_NL", "_SEMI", "$END"}
+_ORDER = ["RPAR", "RSQB", "RBRACE", "COMMA", "COLON", "EQUAL", "STAR", "AT", "IF", "ELSE", "FOR", "IN",
+          "LPAR", "LSQB", "LBRACE", "STRING", "NAME", "INT"]
+_CLOSE = {"(": ")", "[": "]", "{": "}"}
+
+
+def _describe_terminal(name: str) -> str:
+    if name in _TOKEN_NAMES:
+        return _TOKEN_NAMES[name]
+    term = next((t for t in _lark().terminals if t.name == name), None)
+    if term is not None and term.pattern.type == "str":
+        return f"'{term.pattern.value}'"
+    return name.lower()
+
+
+def _describe_token(tok) -> str:
+    """``name `relu```, ``number 3``, ``'='``, ``end of line`` ... for the 'found' part."""
+    kind, text = tok.type, str(tok)
+    if kind in ("NAME", "MERGE"):
+        return f"name `{text}`"
+    if kind in ("INT", "FLOAT"):
+        return f"number {text}"
+    if kind == "STRING":
+        return f"string {text}"
+    if kind in ("_NL", "_SEP") and "\n" in text:
+        return "end of line"
+    if kind == "$END":
+        return "end of file"
+    if kind in ("COMP_OP", "ADD_OP", "MUL_OP", "_SEMI", "_SEP"):
+        return f"'{text.strip()[:2] or text}'"
+    return _describe_terminal(kind)
+
+
+def _join(parts: list[str]) -> str:
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " or " + parts[-1]
+
+
+def _expected(accepts: set[str]) -> str | None:
+    """A short, readable list of what the parser would have accepted, groups first."""
+    rest, parts = set(accepts), []
+    if _ITEM_START <= rest:
+        parts.append("an item (an op or block, '{', a merge, 'for' or 'let')")
+        rest -= _ITEM_START | {"STRING", "INT"}
+    elif {"NAME", "INT", "LSQB", "LPAR"} <= rest:
+        parts.append("an expression")
+        rest -= _EXPR_START
+    if len(_OPERATORS & rest) >= 3:
+        parts.append("an operator")
+        rest -= _AFTER_OPERAND
+    if "_NL" in rest:
+        parts.append("a newline")
+    if "_SEMI" in rest:
+        parts.append("';'")
+    if "$END" in rest and not rest & {"_NL", "_SEMI"}:
+        parts.append("end of file")
+    rest -= _ENDS
+    parts += [_describe_terminal(t) for t in sorted(rest, key=lambda t: (_ORDER.index(t) if t in _ORDER else 99, t))]
+    return _join(parts) if parts else None
+
+
+def _open_brackets(text: str, stop: int) -> list[tuple[str, int, int]]:
+    """Brackets still open at offset ``stop``: (char, line, col), skipping strings and comments."""
+    stack, line, col, i = [], 1, 1, 0
+    while i < min(stop, len(text)):
+        ch = text[i]
+        if ch == "\n":
+            line, col, i = line + 1, 1, i + 1
+            continue
+        if ch in "\"#":  # a string (one line) or a comment: skip to its end
+            end = text.find("\"" if ch == "\"" else "\n", i + 1)
+            end = len(text) if end < 0 or (ch == "\"" and "\n" in text[i:end]) else end + (ch == "\"")
+            end = min(end, stop)
+            col, i = col + (end - i), end
+            continue
+        if ch in _CLOSE:
+            stack.append((ch, line, col))
+        elif ch in ")]}" and stack and _CLOSE[stack[-1][0]] == ch:
+            stack.pop()
+        col, i = col + 1, i + 1
+    return stack
+
+
+def _header_hint(src: str) -> str | None:
+    word = src.strip().split(" ")[0].split("(")[0] if src.strip() else ""
+    return {
+        "arch": "the header reads `arch NAME(param = default, ...)`, e.g. `arch resnet(depth = 18)`",
+        "input": "the input shape is a list, e.g. `input [3, 224, 224]`",
+        "block": "a block reads `block NAME(params) = item`, e.g. `block unit(c) = { conv(c, 3, pad = 1); bn; relu }`",
+        "import": "an import names a file in quotes, e.g. `import \"lib/blocks.arch\"`",
+        "init": "`init` names a scheme: `init torchvision` or `init pytorch`",
+        "let": "`let` binds a name: `let width = 64`",
+    }.get(word)
 
 
 def _syntax_error(e: UnexpectedInput, text: str, file: str, lines: list[str]) -> ParseError:
-    line, col = max(1, e.line or 1), max(1, e.column or 1)
-    if isinstance(e, UnexpectedEOF) or getattr(getattr(e, "token", None), "type", "") == "$END":
+    at_end = isinstance(e, UnexpectedEOF) or getattr(getattr(e, "token", None), "type", "") == "$END"
+    line, col = max(1, e.line if isinstance(e.line, int) else 1), max(1, e.column if isinstance(e.column, int) else 1)
+    width = 1
+    if at_end:
         line = max(1, len(lines))
         col = len(lines[-1]) + 1 if lines else 1
-    src = lines[line - 1] if 0 < line <= len(lines) else ""
-    span = Span(file, line, col, col + 1, src)
-    expected = sorted({_TOKEN_NAMES.get(t, repr(t.strip('"').lower()) if t.isupper() is False else t)
-                       for t in (getattr(e, "expected", None) or getattr(e, "allowed", None) or ())})
-    found = None
-    if isinstance(e, UnexpectedToken):
-        found = _TOKEN_NAMES.get(e.token.type, repr(str(e.token)))
-        if e.token.type in ("NAME", "INT", "FLOAT"):
-            found = repr(str(e.token))
-    elif isinstance(e, UnexpectedCharacters):
-        found = repr(text[e.pos_in_stream]) if e.pos_in_stream < len(text) else "end of file"
-    hint = _hint(found, expected)
-    return ParseError("unexpected " + (found or "input"), span,
-                      expected=", ".join(_readable(expected)[:8]) or None, found=found, hint=hint)
+    elif isinstance(e, UnexpectedToken) and e.token.type not in ("_NL", "_SEP", "_SEMI"):
+        width = max(1, len(str(e.token).split("\n")[0]))
 
+    def span(ln, c, w=1):
+        src = lines[ln - 1] if 0 < ln <= len(lines) else ""
+        return Span(file, ln, c, c + w, src)
 
-def _readable(names: list[str]) -> list[str]:
-    return [_TOKEN_NAMES.get(n, n) for n in names]
+    pos = len(text) if at_end else (e.pos_in_stream if isinstance(e.pos_in_stream, int) else len(text))
+    still_open = _open_brackets(text, pos)
 
+    if isinstance(e, UnexpectedCharacters):
+        ch = text[pos] if pos < len(text) else ""
+        if ch == "\"":
+            return ParseError("unterminated string", span(line, col), found="'\"' with no closing '\"' on this line",
+                              hint="a string ends with '\"' on the same line")
+        shown = repr(ch) if ch.isprintable() else f"U+{ord(ch):04X}" if ch else "end of file"
+        hint = {"!": "use `not` (or `!=` to compare)", "&": "use `and`", "|": "use `or`",
+                "'": "strings use double quotes: \"same\"", "\t": None}.get(ch, f"{shown} is not part of the .arch language")
+        return ParseError(f"unexpected character {shown}", span(line, col), found=shown,
+                          hint=hint)
 
-def _hint(found: str | None, expected: list[str]) -> str:
-    if found in ("'='",):
-        return "use `==` to compare; `=` only names an argument (conv(64, 3, stride = 2))"
-    if "')'" in _readable(expected) or "']'" in _readable(expected):
-        return "check that every '(' and '[' is closed"
-    if "'}'" in _readable(expected):
-        return "check that every '{' is closed; separate items with newlines or ';'"
-    return "see the language reference in README.md"
+    accepts = set(getattr(e, "accepts", None) or getattr(e, "expected", None) or ())
+    token = getattr(e, "token", None)
+    found = "end of file" if at_end else _describe_token(token) if token is not None else "input"
+    expected = _expected(accepts)
+
+    closer = token is not None and token.type in ("RPAR", "RSQB", "RBRACE")
+    if still_open and closer and _CLOSE[still_open[-1][0]] != str(token):
+        ch, oline, ocol = still_open[-1]
+        return ParseError(f"'{token}' does not match the '{ch}' at {oline}:{ocol}", span(line, col),
+                          expected=f"'{_CLOSE[ch]}'", found=f"'{token}'",
+                          hint=f"close the '{ch}' with '{_CLOSE[ch]}' first")
+    if still_open and (at_end or (still_open[-1][0] in "([" and still_open[-1][1] < line)):
+        ch, oline, ocol = still_open[-1]
+        where = "end of file" if at_end else f"{found} on line {line}"
+        return ParseError(f"'{ch}' is never closed", span(oline, ocol), expected=f"'{_CLOSE[ch]}'", found=where,
+                          hint=f"add the matching '{_CLOSE[ch]}'" + (
+                              "; inside ( ) and [ ] newlines do not end an item" if ch in "([" and not at_end else ""))
+    if token is not None and token.type in ("RPAR", "RSQB", "RBRACE") and not still_open:
+        return ParseError(f"unmatched '{token}'", span(line, col), found=f"'{token}'",
+                          hint=f"remove it, or add the opening '{ {')': '(', ']': '[', '}': '{'}[str(token)] }' it closes")
+
+    hint = _header_hint(lines[line - 1] if 0 < line <= len(lines) else "")
+    if token is not None and token.type == "EQUAL":
+        if "COMP_OP" in accepts:
+            hint = "use `==` to compare; a single `=` only names an argument, as in conv(64, 3, stride = 2)"
+        elif "COLON" in accepts:
+            hint = "bind a value with `let NAME = value`; name an item with `NAME: item`"
+    elif token is not None and accepts & {"_NL", "_SEMI"} and token.type in _ITEM_START | {"STRING", "INT"}:
+        hint = hint or "put each item on its own line, or separate items with ';'"
+    return ParseError(f"unexpected {found}", span(line, col, width), expected=expected, found=found, hint=hint)

@@ -19,6 +19,8 @@ import torch
 
 from dsl.errors import CheckpointError
 
+_UMASK = os.umask(0)  # read once (it can only be read by setting it) so new files get the usual mode
+os.umask(_UMASK)
 FORMAT = "archc-checkpoint"  # marks our files, so a foreign .pt is told apart from a damaged one
 VERSION = 1
 
@@ -32,6 +34,7 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
         raise _write_error(path, e) from None
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o666 & ~_UMASK)  # mkstemp makes files private; the result should not be
             write(f)
             f.flush()
             os.fsync(f.fileno())

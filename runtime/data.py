@@ -62,7 +62,8 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     except FileNotFoundError:
         raise DataError("CIFAR-10 batch file missing", where=str(path), hint="re-download CIFAR-10 or pass --data sample") from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, OSError) as e:
-        found = "the file ends early (truncated download?)" if isinstance(e, EOFError) else f"{type(e).__name__}: {e}"
+        ended = isinstance(e, EOFError) or "truncated" in str(e)
+        found = "the file ends early (truncated download?)" if ended else f"{type(e).__name__}: {e}"
         raise _bad(path, found) from None
     if not isinstance(batch, dict) or "data" not in batch or "labels" not in batch:
         keys = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
@@ -103,9 +104,10 @@ def resolve(spec: str | Path) -> Path:
         return path
     if not path.exists():
         raise DataError("data folder not found", where=f"--data {spec}", hint="pass cifar10 (download), sample, or an existing folder")
+    names = sorted(p.name for p in path.iterdir())
+    found = ", ".join(names[:5]) + (f", ... ({len(names)} entries)" if len(names) > 5 else "")
     raise DataError(f"no CIFAR-10 data in {path}", where=f"--data {spec}", expected=f"a folder holding {FOLDER}/ or its test_batch and data_batch_* files",
-                    found=", ".join(sorted(p.name for p in path.iterdir())[:8]) or "an empty folder",
-                    hint="extract cifar-10-python.tar.gz there, or pass --data cifar10 to download it")
+                    found=found or "an empty folder", hint="extract cifar-10-python.tar.gz there, or pass --data cifar10 to download it")
 
 
 def _batch_number(path: Path) -> int:

@@ -14,7 +14,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from multiprocessing.connection import wait
 
-from dsl.errors import ArchError
+from dsl.errors import ArchError, UsageError
 
 JOIN_GRACE_S = 30  # after a failure or Ctrl-C, how long workers get to exit before being terminated
 
@@ -26,6 +26,15 @@ def world() -> tuple[int, int]:
 
 def local_rank() -> int:
     return int(os.environ.get("LOCAL_RANK", 0))
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when present; a CUDA process uses the GPU of its local rank."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsageError("CUDA is not available on this machine", where="--device cuda", hint="use --device cpu or auto")
+    if name == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", local_rank())
 
 
 def init(device_type: str) -> None:

@@ -29,6 +29,7 @@ def write_metrics(path: Path, history: list[dict[str, Any]]) -> None:
 def plot_curves(path: Path, history: list[dict[str, Any]]) -> None:
     """curves.png: training loss, and train/test accuracy, per epoch."""
     from matplotlib.figure import Figure  # the object API renders with Agg and leaves pyplot's backend alone
+    from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=(10, 4), layout="constrained")
     loss_ax, acc_ax = fig.subplots(1, 2)
@@ -42,6 +43,7 @@ def plot_curves(path: Path, history: list[dict[str, Any]]) -> None:
     acc_ax.legend()
     for ax in (loss_ax, acc_ax):
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     atomic_write(path, lambda f: f.write(buf.getvalue()))

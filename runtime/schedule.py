@@ -33,10 +33,10 @@ def _cos(start: float, end: float, frac: float) -> float:
 def lr_factor(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
     """Multiplier of the peak lr at each optimizer step (0-based)."""
     total = cfg.epochs * steps_per_epoch
-    if cfg.schedule == "onecycle":
-        warm = max(1, round(ONECYCLE_WARMUP * total))
-        return lambda s: (_cos(ONECYCLE_START, 1.0, s / warm) if s < warm
-                          else _cos(1.0, ONECYCLE_END, min(1.0, (s - warm) / max(1, total - warm))))
+    if cfg.schedule == "onecycle":  # torch OneCycleLR's two phases, ending on steps peak and total - 1
+        peak = max(1.0, ONECYCLE_WARMUP * total - 1)
+        return lambda s: (_cos(ONECYCLE_START, 1.0, s / peak) if s <= peak
+                          else _cos(1.0, ONECYCLE_END, min(1.0, (s - peak) / max(1.0, total - 1 - peak))))
     if cfg.schedule == "cosine":
         return lambda s: _cos(1.0, 0.0, min(1.0, s / total))
     bounds = [round(m * steps_per_epoch) for m in cfg.milestone_epochs()]

@@ -6,6 +6,7 @@ Also an entry point taking the ``archc train`` flags, so torchrun can start the 
 from __future__ import annotations
 
 import json
+import pickle
 import time
 from pathlib import Path
 from typing import Any
@@ -22,15 +23,6 @@ from runtime.report import Display, plot_curves, write_json, write_metrics
 from runtime.schedule import build_optimizer, build_schedule
 
 STALE = ("best.pt", "summary.json", "metrics.jsonl", "curves.png")  # a fresh run in an old folder drops these
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when present; a CUDA process uses the GPU of its local rank."""
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UsageError("CUDA is not available on this machine", where="--device cuda", hint="use --device cpu or auto")
-    if name == "cpu" or not torch.cuda.is_available():
-        return torch.device("cpu")
-    return torch.device("cuda", distributed.local_rank())
 
 
 def build_model(arch: Path, params: dict[str, Any], seed: int = 0) -> nn.Module:
@@ -51,9 +43,11 @@ def train(cfg: TrainConfig, model: nn.Module, extra: dict[str, Any] | None = Non
     set, otherwise receives a pickled copy of ``model``.
     """
     if cfg.nproc > 1 and distributed.world()[1] == 1:
-        distributed.spawn(_spawned, cfg.nproc, cfg, None if cfg.arch else model, extra)
+        # Plain pickle bytes, not the module itself: multiprocessing would put its tensors in shared
+        # memory, and every process would then step the same weights.
+        distributed.spawn(_spawned, cfg.nproc, cfg, None if cfg.arch else pickle.dumps(model), extra)
         return json.loads((cfg.out / "summary.json").read_text())
-    device = resolve_device(cfg.device)
+    device = distributed.resolve_device(cfg.device)
     distributed.init(device.type)
     try:
         return _train(cfg, model, device, extra or {})
@@ -61,8 +55,8 @@ def train(cfg: TrainConfig, model: nn.Module, extra: dict[str, Any] | None = Non
         distributed.shutdown()
 
 
-def _spawned(cfg: TrainConfig, model: nn.Module | None, extra: dict[str, Any] | None) -> None:
-    train(cfg, build_model(cfg.arch, cfg.params, cfg.seed) if model is None else model, extra)
+def _spawned(cfg: TrainConfig, model: bytes | None, extra: dict[str, Any] | None) -> None:
+    train(cfg, build_model(cfg.arch, cfg.params, cfg.seed) if model is None else pickle.loads(model), extra)
 
 
 def _session(cfg: TrainConfig, model: nn.Module, device: torch.device) -> Session:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from runtime.cli import compile_spec
+from runtime.cli import compile_spec, parse_sets
 
 
 def _write(text: str, output: str | None):
@@ -24,27 +24,60 @@ def _write(text: str, output: str | None):
 
 
 def print_summary(file, sets, limits, depth, as_json):
-    from compiler.summary import as_json as summary_json, human, rows
-    g = compile_spec(file, sets, **limits).graph
-    if as_json:
+    """The cost table; on a shape error, the table up to the failing node, then the error."""
+    from compiler.summary import as_json as summary_json
+    g, error, failed = _compile_or_partial(file, sets, limits)
+    if as_json and error is None:
         click.echo(json.dumps(summary_json(g, depth), indent=1))
-        return
-    from rich.console import Console
+    elif not as_json:
+        from rich.console import Console
+        # Piped output keeps full scope names instead of rich's 80-column truncation.
+        console = Console() if sys.stdout.isatty() else Console(width=200)
+        console.print(_summary_table(g, depth, failed))
+        if error is None:
+            click.echo("MACs: multiply-adds of conv and linear; other ops: elementwise work of bn, activations, "
+                       "pools and merges; act: forward activations kept for backward, per sample.")
+    if error is not None:
+        raise error
+
+
+def _compile_or_partial(file, sets, limits):
+    """(graph, None, None), or after a ShapeError (graph so far, the error, the failing node)."""
+    from compiler.elaborate import Limits
+    from compiler.passes import Compilation, run
+    from compiler.summary import partial
+    from dsl.errors import ShapeError
+    comp = Compilation(file, None, parse_sets(sets), Limits(**limits))
+    try:
+        return run(comp).graph, None, None
+    except ShapeError as e:
+        g, failed = partial(comp.graph)
+        return g, e, failed
+
+
+def _summary_table(g, depth, failed=None):
+    """Rows per scope and a total; the row holding ``failed`` (an OpNode) is shown in red."""
     from rich.table import Table
-    t = g.totals()
+    from compiler.summary import Row, human, rows
     table = Table(title=f"{g.name}  input {'×'.join(map(str, g.input_shape))}", title_justify="left")
     for col, just in (("scope", "left"), ("op / block", "left"), ("output", "right"), ("params", "right"),
                       ("MACs", "right"), ("other ops", "right"), ("act fp32", "right"), ("act bf16", "right")):
         table.add_column(col, justify=just)
-    for r in rows(g, depth):
-        table.add_row(r.name, r.kind, "×".join(map(str, r.output_shape)), f"{r.params:,}", human(r.macs),
-                      human(r.other_ops), human(r.act_fp32_bytes, "B"), human(r.act_bf16_bytes, "B"))
+    found = rows(g, depth)
+    bad = ".".join(failed.id.split(".")[:depth]) if failed else None
+    if bad is not None and bad not in {r.name for r in found}:  # the failing node opens a new row
+        found.append(Row(bad, failed.op, 0, (), 0, 0, 0, 0, 0))
+    for r in found:
+        shape = "✗ shape error" if r.name == bad else "×".join(map(str, r.output_shape))
+        table.add_row(r.name, r.kind, shape, f"{r.params:,}", human(r.macs), human(r.other_ops),
+                      human(r.act_fp32_bytes, "B"), human(r.act_bf16_bytes, "B"),
+                      style="bold red" if r.name == bad else None)
+    t = g.totals()
     table.add_section()
-    table.add_row("total", f"{len(g):,} nodes", "×".join(map(str, g.shapes[g.output_id])), f"{t.params:,}",
-                  human(t.macs), human(t.other_ops), human(4 * t.activations, "B"), human(2 * t.activations, "B"))
-    Console().print(table)
-    click.echo("MACs: multiply-adds of conv and linear; other ops: elementwise work of bn, activations, "
-               "pools and merges; act: forward activations kept for backward, per sample.")
+    out = "×".join(map(str, g.shapes[g.output_id])) if failed is None else "(so far)"
+    table.add_row("total", f"{len(g):,} nodes", out, f"{t.params:,}", human(t.macs), human(t.other_ops),
+                  human(4 * t.activations, "B"), human(2 * t.activations, "B"))
+    return table
 
 
 def run_compile(file, emit, render, fmt, depth, weights, output, sets, limits):

@@ -1,0 +1,48 @@
+"""Graph IR -> ``torch.fx.GraphModule``: module tree, lowering, outlining, initialisation."""
+from __future__ import annotations
+
+import torch.fx as fx
+import torch.nn as nn
+
+from compiler.codegen.layers import init_torchvision
+from compiler.codegen.lower import lower
+from compiler.codegen.outline import outline
+from compiler.codegen.tree import build_tree
+from compiler.ir import Graph
+
+
+class ArchModule(fx.GraphModule):
+    """The built network: an fx GraphModule over the whole module tree.
+
+    ``print(model)`` shows the tree only, like torchvision's models; ``model.code`` is the
+    generated forward with shape comments. ``model.meta["archc"]["values"]`` maps each IR
+    node to the fx value(s) holding it (see ``probe.record_shapes``).
+    """
+
+    def __init__(self, root: nn.Module, graph: fx.Graph, class_name: str = "GraphModule"):
+        super().__init__(root, graph, class_name)
+        # fx keeps only the modules the root graph calls, under plain nn.Module containers.
+        # Keep the whole tree: its Block containers print like torchvision, and modules that
+        # only checkpoint regions call must stay registered at their node ids.
+        self._modules.clear()
+        for name, child in root.named_children():
+            self.add_module(name, child)
+
+    def _deepcopy_init(self):
+        name = type(self).__name__  # fx's default would rename the copy "GraphModule"
+        return lambda res, root, graph: fx.GraphModule.__init__(res, root, graph, name)
+
+    def __str__(self) -> str:
+        return nn.Module.__repr__(self)
+
+
+def generate(g: Graph) -> ArchModule:
+    """Build the network of a compiled graph, initialised as ``g.init`` says."""
+    tree = build_tree(g)
+    flat, values = lower(g)
+    root, _ = outline(flat, tree)
+    model = ArchModule(tree, root, g.name)
+    model.meta["archc"] = {"values": values, "input": tuple(g.input_shape)}
+    if g.init == "torchvision":
+        init_torchvision(model)
+    return model

@@ -1,0 +1,136 @@
+"""The few modules torch.nn lacks, plus torchvision's initialisation.
+
+This file imports torch only: ``emit_python`` copies these definitions verbatim into the
+standalone source it writes, so a built model and its emitted twin run the same code.
+"""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+
+class Block(nn.Module):
+    """A scope container (``features``, ``layer1.0``): holds submodules, computes nothing.
+
+    It prints under its block's name (``DenseLayer``), so the tree reads like torchvision's.
+    """
+
+    def __init__(self, kind: str = "Block"):
+        super().__init__()
+        self.kind = kind
+
+    def _get_name(self) -> str:
+        return self.kind
+
+
+class Scale(nn.Module):
+    """A learned per-channel multiplier, initialised to 1."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # view(1, C, 1, 1) for feature maps, (1, F) after flatten
+        return x * self.weight.view(1, -1, *([1] * (x.dim() - 2)))
+
+    def extra_repr(self) -> str:
+        return str(self.weight.numel())
+
+
+class ShortcutA(nn.Module):
+    """He et al. option A: subsample by ``stride``, zero-pad channels up to ``out``."""
+
+    def __init__(self, out: int, stride: int = 1):
+        super().__init__()
+        self.out, self.stride = out, stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.stride
+        x = x[:, :, ::s, ::s]
+        extra = self.out - x.shape[1]
+        return F.pad(x, (0, 0, 0, 0, extra // 2, extra - extra // 2))
+
+    def extra_repr(self) -> str:
+        return f"out={self.out}, stride={self.stride}"
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: in training, zero whole samples with probability p, scale the rest by 1/(1-p)."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = 1.0 - self.p
+        mask = torch.empty((x.shape[0],) + (1,) * (x.dim() - 1), dtype=x.dtype, device=x.device)
+        mask.bernoulli_(keep)
+        if keep > 0.0:  # p == 1 drops everything; there is nothing to rescale
+            mask.div_(keep)
+        return x * mask
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class CheckpointRegion(nn.Module):
+    """Runs ``fn`` (the region's ops) under activation checkpointing when training with grad.
+
+    ``fn`` and ``norms`` are stored unregistered: the ops' modules live at their own paths
+    in the model, so the state-dict keys stay the node ids. During the backward-pass
+    recompute the region's BatchNorms stop tracking running stats, so each step updates
+    them once, exactly as without checkpointing (the recompute still normalises with the
+    same batch statistics).
+    """
+
+    def __init__(self, fn, norms: list, recomputes: str = ""):
+        super().__init__()
+        self.__dict__["fn"] = fn
+        self.__dict__["norms"] = list(norms)
+        self.recomputes = recomputes
+
+    def forward(self, *xs):
+        if not (self.training and torch.is_grad_enabled()):
+            return self.fn(*xs)
+        extra = {"context_fn": self._contexts} if self.norms else {}
+        return checkpoint(self.fn, *xs, use_reentrant=False, **extra)
+
+    def _contexts(self):
+        return contextlib.nullcontext(), frozen_stats(self.norms)
+
+    def extra_repr(self) -> str:
+        return f"recomputes {self.recomputes}" if self.recomputes else ""
+
+
+@contextlib.contextmanager
+def frozen_stats(norms: list):
+    """Within the block, BatchNorms normalise with batch stats but leave running stats alone."""
+    saved = [n.track_running_stats for n in norms]
+    for n in norms:
+        n.track_running_stats = False
+    try:
+        yield
+    finally:
+        for n, kept in zip(norms, saved):
+            n.track_running_stats = kept
+
+
+def init_torchvision(model: nn.Module) -> None:
+    """torchvision's ResNet/DenseNet init: Kaiming-normal (fan_out, relu) convs, BN 1/0, zero biases."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d) and m.affine:
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)  # the weight keeps PyTorch's default, as in torchvision

@@ -1,0 +1,95 @@
+"""Outlining: each checkpoint region of the flat fx graph becomes one ``CheckpointRegion`` call.
+
+The region's nodes (contiguous, by ``lower.schedule``) move into a body graph whose
+``call_module`` targets are unchanged, so the body calls the model's own modules and the
+state dict keeps the node ids. The root graph calls ``<scope>.checkpoint(inputs...)``,
+where ``<scope>`` is the deepest container holding all the region's modules (for a
+DenseNet layer, ``features.denseblock1.denselayer1.checkpoint``).
+"""
+from __future__ import annotations
+
+import itertools
+import operator
+
+import torch.fx as fx
+import torch.nn as nn
+
+from compiler.codegen.comments import new_graph
+from compiler.codegen.layers import CheckpointRegion
+from compiler.codegen.lower import REGION, SHAPE
+
+
+def outline(flat: fx.Graph, tree: nn.Module) -> tuple[fx.Graph, dict]:
+    """The root graph, and ``{region module path: body graph}`` (emit_python writes these as methods)."""
+    root, env, bodies = new_graph(), {}, {}
+    for region, run in itertools.groupby(flat.nodes, key=lambda n: n.meta.get(REGION, 0)):
+        run = list(run)
+        if not region:
+            for n in run:
+                env[n] = root.node_copy(n, env.__getitem__)
+            continue
+        path, body = _region(run, tree)
+        if path in bodies:
+            raise AssertionError(f"internal: checkpoint region at `{path}` is not contiguous")
+        bodies[path] = body
+        _call(root, path, run, env)
+    return root, bodies
+
+
+def boundary(run: list) -> tuple[list, list]:
+    """The region's inputs (values from before it) and outputs (values read after it)."""
+    inside = set(run)
+    ins = list(dict.fromkeys(a for n in run for a in n.all_input_nodes if a not in inside))
+    outs = [n for n in run if any(u not in inside for u in n.users)]
+    return ins, outs
+
+
+def _region(run: list, tree: nn.Module) -> tuple[str, fx.Graph]:
+    """Build the body graph and install its CheckpointRegion in the tree; return its path."""
+    ins, outs = boundary(run)
+    body, benv = new_graph(), {}
+    for a in ins:
+        benv[a] = body.placeholder(a.name)
+        benv[a].meta[SHAPE] = a.meta[SHAPE]
+    for n in run:
+        benv[n] = body.node_copy(n, benv.__getitem__)
+    body.output(benv[outs[0]] if len(outs) == 1 else tuple(benv[o] for o in outs))
+
+    targets = [n.target for n in run if n.op == "call_module"]
+    scope = _common_scope(targets)
+    box, name = tree.get_submodule(scope), _free_name(tree.get_submodule(scope))
+    norms = [m for m in map(tree.get_submodule, targets) if isinstance(m, nn.BatchNorm2d)]
+    label = ", ".join(t[len(scope) + 1:] if scope else t for t in targets)
+    box.add_module(name, CheckpointRegion(fx.GraphModule(tree, body, "Region"), norms, label))
+    return f"{scope}.{name}" if scope else name, body
+
+
+def _free_name(box: nn.Module) -> str:
+    for i in itertools.count():
+        name = "checkpoint" if i == 0 else f"checkpoint_{i}"
+        if not hasattr(box, name):
+            return name
+
+
+def _common_scope(targets: list[str]) -> str:
+    parents = [t.split(".")[:-1] for t in targets] or [[]]
+    common = []
+    for parts in zip(*parents):
+        if len(set(parts)) > 1:
+            break
+        common.append(parts[0])
+    return ".".join(common)
+
+
+def _call(root: fx.Graph, path: str, run: list, env: dict) -> None:
+    """``out = scope.checkpoint(ins...)``, or one ``getitem`` per output when there are several."""
+    ins, outs = boundary(run)
+    args = tuple(env[a] for a in ins)
+    if len(outs) == 1:
+        env[outs[0]] = root.create_node("call_module", path, args, name=outs[0].name)
+        env[outs[0]].meta[SHAPE] = outs[0].meta[SHAPE]
+        return
+    call = root.create_node("call_module", path, args, name=path.replace(".", "_"))
+    for i, o in enumerate(outs):
+        env[o] = root.create_node("call_function", operator.getitem, (call, i), name=o.name)
+        env[o].meta[SHAPE] = o.meta[SHAPE]

@@ -1,0 +1,42 @@
+"""Run a built model and report the shape of every IR node, for checking against static shapes."""
+from __future__ import annotations
+
+import torch
+import torch.fx as fx
+
+from compiler.codegen.layers import CheckpointRegion
+
+
+class _Recorder(fx.Interpreter):
+    """Runs a GraphModule node by node, descending into checkpoint regions."""
+
+    def __init__(self, module: fx.GraphModule, seen: dict):
+        super().__init__(module)
+        self.seen = seen  # fx name -> shape (batch excluded); names are unique across regions
+
+    def run_node(self, n: fx.Node):
+        out = super().run_node(n)
+        if isinstance(out, torch.Tensor):
+            self.seen[n.name] = tuple(out.shape[1:])
+        return out
+
+    def call_module(self, target, args, kwargs):
+        mod = self.fetch_attr(target)
+        if isinstance(mod, CheckpointRegion):
+            return _Recorder(mod.fn, self.seen).run(*args)
+        return super().call_module(target, args, kwargs)
+
+
+def record_shapes(model: fx.GraphModule, x: torch.Tensor) -> dict[str, tuple]:
+    """IR node id -> the shape torch computed for it on input ``x`` (batch excluded)."""
+    seen: dict = {}
+    with torch.no_grad():
+        _Recorder(model, seen).run(x)
+    out = {}
+    for node_id, v in model.meta["archc"]["values"].items():
+        if isinstance(v, tuple):  # a lazy concat: the shape torch.cat would give its pieces
+            metas = [torch.empty((1, *seen[p]), device="meta") for p in v]
+            out[node_id] = tuple(torch.cat(metas, 1).shape[1:])
+        else:
+            out[node_id] = seen[v]
+    return out

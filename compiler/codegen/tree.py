@@ -1,0 +1,53 @@
+"""The module tree: every op's module at its node id, inside ``Block`` containers.
+
+``layer1.0.conv1`` lands at ``model.layer1[0].conv1`` (state-dict key
+``layer1.0.conv1.weight``); a container opened by a block instance prints under the
+block's name, so ``print(model)`` reads like torchvision's.
+"""
+from __future__ import annotations
+
+import torch.nn as nn
+
+from compiler.codegen.layers import Block
+from compiler.codegen.modules import Ctor, ctor
+from compiler.ir import Graph
+
+
+def module_plan(g: Graph) -> list[tuple[str, Ctor]]:
+    """(node id, constructor) for each op that is a module, in topological order."""
+    plan = []
+    for n in g.topo():
+        node, ins = g.node(n), g.inputs(n)
+        c = ctor(node.op, node.args, g.shapes[ins[0]][0] if ins else 0)
+        if c is not None:
+            plan.append((n, c))
+    return plan
+
+
+def scope_kinds(g: Graph) -> dict[str, str]:
+    """Container path -> class name shown by print: the block instantiated there, else Block."""
+    kinds = {}
+    for node in g.nodes():
+        for frame in node.blocks:
+            kinds.setdefault(frame.path, "".join(w.title() for w in frame.name.split("_")))
+    return kinds
+
+
+def build_tree(g: Graph) -> Block:
+    root, kinds = Block(g.name), scope_kinds(g)
+    for path, c in module_plan(g):
+        install(root, path, c.make(), kinds)
+    return root
+
+
+def install(root: nn.Module, path: str, module: nn.Module, kinds: dict[str, str]) -> None:
+    """Put ``module`` at dotted ``path``, opening the containers on the way."""
+    *parents, leaf = path.split(".")
+    box = root
+    for depth, name in enumerate(parents, 1):
+        if name not in box._modules:
+            box.add_module(name, Block(kinds.get(".".join(parents[:depth]), "Block")))
+        box = box._modules[name]
+    if leaf in box._modules:
+        raise AssertionError(f"internal: two modules at `{path}`")
+    box.add_module(leaf, module)

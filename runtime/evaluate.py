@@ -1,0 +1,74 @@
+"""``evaluate(model, checkpoint, data)``: test-set accuracy, per-class accuracy and confusion matrix."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from dsl.errors import UsageError
+from runtime import checkpoint, distributed
+from runtime.data import load_cifar10
+from runtime.loop import predict
+
+
+def evaluate(model: nn.Module, checkpoint_path: Path, data: str | Path, *, device: str = "auto",
+             plot: Path | None = None, state: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Load the checkpoint's weights into ``model`` and score it on ``data``'s test batch.
+
+    Returns ``accuracy`` (fraction), ``per_class`` (class name -> fraction), ``confusion`` (rows: true
+    class, columns: predicted), ``classes``, ``n``, ``checkpoint`` and ``epoch``. ``state`` is the
+    already loaded checkpoint, to skip a second read; ``plot`` writes the confusion matrix as a PNG.
+    """
+    state = state if state is not None else checkpoint.load(checkpoint_path)
+    checkpoint.load_model_state(model, state, checkpoint_path)
+    dev = distributed.resolve_device(device)
+    cifar = load_cifar10(data, dev, train=False)
+    model.to(dev, memory_format=torch.channels_last)
+    preds = predict(model, cifar.test_x, bf16=dev.type == "cuda")
+    k = len(cifar.classes)
+    confusion = torch.bincount(cifar.test_y * k + preds, minlength=k * k).view(k, k).cpu()
+    totals = confusion.sum(1).tolist()
+    per_class = {name: (confusion[i, i].item() / totals[i] if totals[i] else None) for i, name in enumerate(cifar.classes)}
+    if plot:
+        plot_confusion(plot, confusion, cifar.classes)
+    return {"accuracy": confusion.diag().sum().item() / max(1, len(preds)), "n": len(preds), "per_class": per_class,
+            "classes": list(cifar.classes), "confusion": confusion.tolist(), "checkpoint": str(checkpoint_path),
+            "epoch": state.get("epoch")}
+
+
+def plot_confusion(path: Path, confusion: torch.Tensor, classes: tuple[str, ...]) -> None:
+    """The confusion matrix as a heat map, each row normalised to the fraction of its true class."""
+    from matplotlib.figure import Figure  # object API: Agg rendering without touching pyplot's backend
+
+    rows = confusion.double() / confusion.sum(1, keepdim=True).clamp(min=1)
+    fig = Figure(figsize=(7, 6), layout="constrained")
+    ax = fig.subplots()
+    image = ax.imshow(rows.numpy(), cmap="Blues", vmin=0, vmax=1)
+    ax.set(xticks=range(len(classes)), yticks=range(len(classes)), xlabel="predicted", ylabel="true", title="confusion matrix")
+    ax.set_xticklabels(classes, rotation=45, ha="right")
+    ax.set_yticklabels(classes)
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            ax.text(j, i, str(int(confusion[i, j])), ha="center", va="center", fontsize=7,
+                    color="white" if rows[i, j] > 0.5 else "black")
+    fig.colorbar(image, ax=ax, label="fraction of the true class")
+    try:
+        fig.savefig(path, format="png", dpi=100)
+    except OSError as e:
+        raise UsageError("cannot write the plot", where=f"--plot {path}", found=str(e), hint="choose a writable .png path") from None
+
+
+def print_report(result: dict[str, Any]) -> None:
+    """The result as a short table on the terminal."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{result['checkpoint']} (epoch {result['epoch']}): accuracy {result['accuracy']:.2%} on {result['n']} test images")
+    table.add_column("class")
+    table.add_column("accuracy", justify="right")
+    table.add_column("images", justify="right")
+    for i, (name, acc) in enumerate(result["per_class"].items()):
+        table.add_row(name, "-" if acc is None else f"{acc:.2%}", str(sum(result["confusion"][i])))
+    Console().print(table)

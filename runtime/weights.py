@@ -1,0 +1,39 @@
+"""``--weights torchvision:NAME[:ENUM]``: load torchvision's pretrained weights by name.
+
+The compiled model's module paths equal torchvision's for archs written with its names,
+so the state dict loads with ``strict=True``. Downloads need a network; offline (or with
+an unknown name) the user gets a located message and exit code 2.
+"""
+from __future__ import annotations
+
+from dsl.errors import CheckpointError, UsageError
+
+
+def load_weights(model, spec: str) -> None:
+    source, _, rest = spec.partition(":")
+    name, _, enum = rest.partition(":")
+    if source != "torchvision" or not name:
+        raise UsageError(f"`--weights {spec}` is not understood", where="--weights",
+                         expected="torchvision:NAME[:WEIGHTS_ENUM], e.g. torchvision:resnet50:IMAGENET1K_V2")
+    import torchvision
+    try:
+        weights = torchvision.models.get_model_weights(name)[enum or "DEFAULT"]
+    except (ValueError, KeyError):
+        raise UsageError(f"torchvision has no weights `{name}:{enum or 'DEFAULT'}`", where="--weights",
+                         hint="see torchvision.models.list_models() and the model's weight enums") from None
+    try:
+        state = weights.get_state_dict(progress=False, check_hash=True)
+    except OSError as e:  # URLError is an OSError: no network, DNS failure, refused
+        raise CheckpointError(f"could not download {weights}: {e}", where="--weights",
+                              hint="connect to the internet once (torch caches the file under ~/.cache/torch), "
+                                   "or load a local state dict in Python") from None
+    missing, unexpected = _compare(model.state_dict(), state)
+    if missing or unexpected:
+        raise CheckpointError(f"{weights} does not match this architecture's names", where="--weights",
+                              found=f"missing {missing[:3]}, unexpected {unexpected[:3]}",
+                              hint="use an arch file written with torchvision's module names (archs/resnet50.arch)")
+    model.load_state_dict(state, strict=True)
+
+
+def _compare(ours: dict, theirs: dict) -> tuple[list, list]:
+    return sorted(set(ours) - set(theirs)), sorted(set(theirs) - set(ours))
