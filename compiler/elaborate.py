@@ -9,10 +9,10 @@ language lets arguments read the current input's shape (``conv(in.c // 2, 1)``).
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from compiler import shapes
-from compiler.evaluate import Evaluator, type_name
+from compiler.evaluate import Evaluator, Work, show, type_name
 from compiler.ir import BlockFrame, Graph, OpNode
 from compiler.ops import OPS
 from compiler.scope import Scope
@@ -36,6 +36,11 @@ class _Ctx:
     limits: Limits
     params: int = 0
     depth: int = 0
+    steps: int = 0  # items visited and loop turns, bounded by Elaborator.step_limit
+    work: Work | None = None  # evaluation budget shared by all expressions: 10 steps per allowed node
+
+    def __post_init__(self):  # the archs/ specs use at most ~6 per node
+        self.work = self.work or Work(10 * self.limits.max_nodes + 100_000)
     frames: tuple = ()
     checkpoint: int = 0
     regions: int = 0
@@ -65,7 +70,7 @@ class Elaborator:
         return self.c.graph.shapes[cur]
 
     def ev(self, env: dict, cur: str | None) -> Evaluator:
-        return Evaluator(env, self.shape(cur) if cur else None)
+        return Evaluator(env, self.shape(cur) if cur else None, self.c.work)
 
     # ---- sequences and items ------------------------------------------------------------
     def seq(self, items, cur: str, scope: Scope, env: dict) -> str:
@@ -77,7 +82,32 @@ class Elaborator:
                 cur = self.item(item, cur, scope, env, own=False)
         return cur
 
+    def step_limit(self) -> int:
+        """Items visited (op calls, groups, conditions ... and loop turns) allowed while expanding:
+        loops and repetitions that build nothing (`{ relu if false } * n`) still cost time."""
+        return 4 * self.c.limits.max_nodes + 10_000
+
+    def count_step(self, span) -> None:
+        self.c.steps += 1
+        if self.c.steps > self.step_limit():
+            raise LimitError(f"expanding the spec takes more than {self.step_limit():,} steps "
+                             f"(4 per allowed node)", span,
+                             hint="check loop and repetition counts, or raise the limit with --max-nodes")
+
+    def project(self, what: str, n: int, before: tuple[int, int], span) -> None:
+        """After the first of ``n`` copies/iterations, refuse if ``n`` such copies would pass the
+        node or step limit: a 10**6-fold repetition is refused at once, not after building."""
+        nodes, steps = len(self.c.graph) - before[0], self.c.steps - before[1]
+        lim = self.c.limits.max_nodes
+        if before[0] + nodes * n > lim:
+            raise LimitError(f"{what} would build about {nodes * n:,} nodes, over the limit {lim:,}", span,
+                             hint="raise the limit with --max-nodes if this is intended")
+        if before[1] + steps * n > self.step_limit():
+            raise LimitError(f"{what} would take about {steps * n:,} steps, over the limit {self.step_limit():,} "
+                             f"(4 per allowed node)", span, hint="raise the limit with --max-nodes if this is intended")
+
     def item(self, it, cur: str, scope: Scope, env: dict, own: bool) -> str:
+        self.count_step(it.span)
         self.c.depth += 1
         if self.c.depth > self.c.limits.max_depth:
             raise LimitError(f"nesting is deeper than {self.c.limits.max_depth}", it.span,
@@ -116,26 +146,27 @@ class Elaborator:
         if not isinstance(values, tuple):
             raise EvalError("`for` iterates over a list", it.iterable.span, found=type_name(values),
                             hint="use range(n) to count")
+        before = (len(self.c.graph), self.c.steps)
         for i, v in enumerate(values):
+            self.count_step(it.span)
             yield {**env, it.var: v, **({it.index: i} if it.index else {})}
+            if i == 0 and len(values) > 1:
+                self.project(f"`for` over {len(values):,} values", len(values), before, it.span)
 
     def _Repeat(self, it, cur, scope, env, own):
         n = self.ev(env, cur)(it.count)
         if type(n) is not int or n < 0:
-            raise EvalError("a repetition count must be an int >= 0", it.count.span, found=f"{type_name(n)} {n!r}")
+            raise EvalError("a repetition count must be an int >= 0", it.count.span, found=f"{type_name(n)} {show(n)}")
         lim = self.c.limits.max_nodes
         if n > lim:
             raise LimitError(f"repetition count {n:,} exceeds the node limit {lim:,}", it.count.span,
                              hint="raise the limit with --max-nodes if this is intended")
         home = scope if own else scope.child(scope.fresh(_base_name(it.item)))
-        before = len(self.c.graph)
+        before = (len(self.c.graph), self.c.steps)
         for i in range(n):
             cur = self.item(it.item, cur, home.child(home.claim(str(i), it.span)), env, own=True)
             if i == 0 and n > 1:  # one copy's size bounds the rest: refuse before building them
-                grown = len(self.c.graph) - before
-                if before + grown * n > lim:
-                    raise LimitError(f"`* {n}` would build {grown * n:,} nodes, over the limit {lim:,}",
-                                     it.span, hint="raise the limit with --max-nodes if this is intended")
+                self.project(f"`* {n:,}`", n, before, it.span)
         return cur
 
     def _Attributed(self, it, cur, scope, env, own):
@@ -174,7 +205,7 @@ class Elaborator:
             return self.block(it, cur, scope, env, own)
         op = OPS.get(it.name)
         if op is None or it.name in ("input", "output"):
-            raise NameError_(f"unknown op or block `{it.name}`", it.span,
+            raise NameError_(f"unknown op or block `{it.name}`", replace(it.span, end_col=it.span.col + len(it.name)),
                              hint=suggest_op(it.name, self.c.blocks) or "define it with `block`")
         ev = self.ev(env, cur)
         args = bind_op(op, [ev(a) for a in it.args], [(k, ev(v)) for k, v in it.kwargs], it.span,
@@ -191,7 +222,7 @@ class Elaborator:
         ev = self.ev(env, cur)
         local = dict(self.c.globals)
         local.update(bind_block(bdef, [ev(a) for a in it.args], [(k, ev(v)) for k, v in it.kwargs],
-                                it.span, Evaluator(self.c.globals)))
+                                it.span, Evaluator(self.c.globals, None, self.c.work)))
         home = scope if own else scope.child(scope.fresh(it.name))
         frame = BlockFrame(it.name, home.path, tuple((p.name, local[p.name]) for p in bdef.params), bdef.doc)
         saved = self.c.frames

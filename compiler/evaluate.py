@@ -7,6 +7,7 @@ once with a ``LimitError`` instead of hanging or exhausting memory.
 from __future__ import annotations
 
 import difflib
+import math
 import operator
 
 from dsl import ast
@@ -15,6 +16,26 @@ from dsl.errors import EvalError, LimitError, NameError_
 MAX_INT_BITS = 64          # |ints| < 2**64: far above any width, small enough to be instant
 MAX_LIST = 1_000_000       # elements in one list (ranges, repetitions, comprehensions)
 MAX_STR = 10_000           # characters in one string
+MAX_WORK = 20_000_000      # evaluation steps + list elements built, all expressions of a compilation
+
+
+class Work:
+    """What is left of an evaluation budget: one step per expression evaluated, plus one per
+    list element or character built. The elaborator shares one (20 per allowed node) among all
+    its evaluations, so ``[[0 for i in xs] for j in xs]`` or a ``for`` loop re-evaluating a long
+    list is refused after seconds instead of running for hours."""
+
+    __slots__ = ("left", "limit")
+
+    def __init__(self, limit: int = MAX_WORK):
+        self.left = self.limit = limit
+
+    def spend(self, n: int, node) -> None:
+        self.left -= n
+        if self.left < 0:
+            raise LimitError(f"the spec's expressions take more than {self.limit:,} steps to evaluate",
+                             node.span, hint="check ranges, repetitions and comprehensions, "
+                                             "or raise the limit with --max-nodes (10 steps per node)")
 
 
 class ShapeRef:
@@ -37,37 +58,62 @@ class ShapeRef:
 
 
 def type_name(v) -> str:
-    return {bool: "bool", int: "int", float: "float", str: "string", tuple: "list"}.get(type(v), type(v).__name__)
+    return {bool: "bool", int: "int", float: "float", str: "string", tuple: "list",
+            ShapeRef: "shape"}.get(type(v), type(v).__name__)
+
+
+def show(v, limit: int = 60) -> str:
+    """A value as .arch source would write it: [3, 224, 224], true, "same" (cut to ``limit`` chars)."""
+    if type(v) is bool:
+        text = "true" if v else "false"
+    elif type(v) is str:
+        text = '"' + v + '"'
+    elif type(v) is tuple:
+        text = "[" + ", ".join(show(x, limit) for x in v[:limit // 2]) + (", ..." if len(v) > limit // 2 else "") + "]"
+    elif isinstance(v, ShapeRef):
+        text = "in"
+    else:
+        text = repr(v)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _check(value, node):
+    if type(value) is float and not math.isfinite(value):
+        raise LimitError("number result is infinite", node.span, expected="a finite number",
+                         hint="check the expression for huge factors or exponents")
     if type(value) is int and value.bit_length() > MAX_INT_BITS:
         raise LimitError("integer result is too large", node.span, expected=f"|value| < 2**{MAX_INT_BITS}",
                          hint="widths, depths and counts are small numbers; check the expression")
     if isinstance(value, (tuple, str)):
         limit = MAX_LIST if isinstance(value, tuple) else MAX_STR
         if len(value) > limit:
-            raise LimitError(f"{type_name(value)} of {len(value)} elements is too long", node.span,
-                             expected=f"at most {limit}")
+            raise LimitError(f"{type_name(value)} of {len(value):,} {'elements' if isinstance(value, tuple) else 'characters'} is too long",
+                             node.span, expected=f"at most {limit:,}")
     return value
 
 
 def _num(v, node, what="a number"):
     if type(v) not in (int, float):
-        raise EvalError(f"expected {what}", node.span, expected=what, found=f"{type_name(v)} {v!r}")
+        raise EvalError(f"expected {what}", node.span, expected=what, found=f"{type_name(v)} {show(v)}")
     return v
 
 
 def _pow(a, b, node):
     _num(a, node), _num(b, node)
-    if type(a) is int and type(b) is int and b >= 0 and abs(a) > 1 and b * abs(a).bit_length() > MAX_INT_BITS + 1:
-        raise LimitError("`**` result is too large", node.span, expected=f"|value| < 2**{MAX_INT_BITS}")
+    # |a| >= 2**(bits-1), so a**b has over b*(bits-1) bits: refuse before computing it
+    if type(a) is int and type(b) is int and b >= 0 and abs(a) > 1 and b * (abs(a).bit_length() - 1) > MAX_INT_BITS:
+        raise LimitError("`**` result is too large", node.span, expected=f"|value| < 2**{MAX_INT_BITS}",
+                         hint="widths, depths and counts are small numbers; check the expression")
     if type(b) is int and b < 0 and a == 0:
         raise EvalError("0 raised to a negative power", node.span)
     try:
-        return a ** b
+        result = a ** b
     except OverflowError:
         raise LimitError("`**` result overflows a float", node.span) from None
+    if type(result) is complex:
+        raise EvalError("a negative number raised to a fractional power", node.span,
+                        found=f"{show(a)} ** {show(b)}", hint="the result would be a complex number")
+    return result
 
 
 def _mul(a, b, node):
@@ -76,7 +122,7 @@ def _mul(a, b, node):
         if type(n) is not int:
             raise EvalError("a list can only be repeated by an int", node.span, found=type_name(n))
         if len(seq) * max(n, 0) > MAX_LIST:
-            raise LimitError("list repetition is too long", node.span, expected=f"at most {MAX_LIST} elements")
+            raise LimitError("list repetition is too long", node.span, expected=f"at most {MAX_LIST:,} elements")
         return seq * n
     return _num(a, node) * _num(b, node)
 
@@ -108,8 +154,13 @@ def _range(node, *args):
     if len(args) == 3 and args[2] == 0:
         raise EvalError("range step must not be zero", node.span)
     r = range(*args)
-    if len(r) > MAX_LIST:
-        raise LimitError(f"range of {len(r)} elements is too long", node.span, expected=f"at most {MAX_LIST}")
+    try:
+        n = len(r)
+    except OverflowError:  # over 2**63 elements
+        n = None
+    if n is None or n > MAX_LIST:
+        raise LimitError(f"range of {n:,} elements is too long" if n else "range is too long",
+                         node.span, expected=f"at most {MAX_LIST:,} elements")
     return tuple(r)
 
 
@@ -140,14 +191,17 @@ BUILTINS = {
 class Evaluator:
     """Evaluates expressions in an environment (a dict of name -> value) and an ``in`` shape."""
 
-    def __init__(self, env: dict, shape: tuple | None = None):
+    def __init__(self, env: dict, shape: tuple | None = None, work: Work | None = None):
         self.env, self.shape = env, shape
+        self.work = work or Work()
         self._level = 0  # recursion depth of __call__, to turn a RecursionError into a LimitError
 
     def __call__(self, node):
         self._level += 1
         try:
-            return _check(getattr(self, "_" + type(node).__name__)(node), node)
+            value = _check(getattr(self, "_" + type(node).__name__)(node), node)
+            self.work.spend(1 + len(value) if isinstance(value, (tuple, str)) else 1, node)
+            return value
         except RecursionError:
             if self._level > 1:
                 raise
@@ -262,5 +316,5 @@ class Evaluator:
         v = self(node)
         if type(v) is not bool:
             raise EvalError("a condition must be true or false", node.span, expected="bool",
-                            found=f"{type_name(v)} {v!r}", hint="compare explicitly, e.g. `n > 0`")
+                            found=f"{type_name(v)} {show(v)}", hint="compare explicitly, e.g. `n > 0`")
         return v

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from compiler.ops import OPS, fmt
 from dsl import ast
-from dsl.errors import EvalError, ShapeError, ValidationError
+from compiler.evaluate import show, type_name
+from dsl.errors import EvalError, LimitError, ShapeError, ValidationError
 
 
 def lower_merge(el, it, cur, scope, env, own):
@@ -51,7 +52,13 @@ def _units(el, it, cur, scope, env):
             if isinstance(item, ast.Repeat):
                 n = el.ev(env, cur)(item.count)
                 if type(n) is not int or n < 0:
-                    raise EvalError("a repetition count must be an int >= 0", item.count.span, found=repr(n))
+                    raise EvalError("a repetition count must be an int >= 0", item.count.span,
+                                    found=f"{type_name(n)} {show(n)}")
+                lim = el.c.limits.max_nodes
+                if n * n > lim:  # unit k adds 2k weighted-sum nodes: n units need over n**2
+                    raise LimitError(f"`dense_sum` with {n:,} units needs over {n * n:,} nodes, "
+                                     f"over the limit {lim:,}", item.count.span,
+                                     hint="raise the limit with --max-nodes if this is intended")
                 home = scope.child(scope.fresh("unit"))
                 for i in range(n):
                     yield item.item, env, home.child(home.claim(str(i), item.span)), True

@@ -93,10 +93,9 @@ def render(graph: Graph, out_path: str | Path, fmt: str = "svg", depth: int | No
         raise _failed(out, fmt, source, "Graphviz's `dot` program is not on PATH",
                       "install Graphviz (`apt-get install graphviz`, `brew install graphviz`, or "
                       "https://graphviz.org/download) and run again") from None
-    except (graphviz.CalledProcessError, subprocess.SubprocessError) as e:
-        stderr = getattr(e, "stderr", b"") or b""
-        raise _failed(out, fmt, source, "Graphviz's `dot` failed",
-                      stderr.decode(errors="replace").strip()[-500:] or str(e)) from None
+    except subprocess.CalledProcessError as e:  # graphviz's own error type derives from it
+        detail = (e.stderr or b"").decode(errors="replace").strip()[-500:]
+        raise _failed(out, fmt, source, "Graphviz's `dot` failed", detail or str(e)) from None
     return out
 
 
@@ -119,10 +118,8 @@ def default_depth(graph: Graph) -> int:
 
 def _ranks(view: _View) -> int:
     """Length of the longest path of boxes: the drawing's height in rows."""
-    longest = {}
-    for key in view.boxes:  # boxes are in topological order of their first node
-        longest.setdefault(key, 1)
-    for (src, dst) in view.edges:  # edges too: added while walking the graph in topological order
+    longest = dict.fromkeys(view.boxes, 1)
+    for (src, dst) in view.edges:  # added while walking the graph in topological order
         longest[dst] = max(longest[dst], longest[src] + 1)
     return max(longest.values())
 

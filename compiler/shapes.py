@@ -53,6 +53,9 @@ def _add_fix(ins: list) -> str | None:
 
 
 def _concat_fix(srcs: list, ins: list) -> str | None:
+    flat = [f"branch {i} (`{srcs[i]}`)" for i, s in enumerate(ins) if len(s) != 3]
+    if flat and len(flat) < len(ins):
+        return f"{', '.join(flat)} is flat while others are feature maps: flatten after the concat, not inside it"
     spatial = [s[1:] for s in ins]
     biggest = max(spatial)
     shrunk = [f"branch {i} (`{srcs[i]}`) downsampled to {'×'.join(map(str, sp))}"

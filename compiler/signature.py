@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 
-from compiler.evaluate import type_name
+from compiler.evaluate import show, type_name
 from compiler.ops import OPS, REQUIRED, Op
 from dsl.errors import NameError_, Span, ValidationError
 
@@ -94,7 +94,7 @@ def bind_op(op: Op, args: list, kwargs: list, span: Span, arg_spans: dict):
         if v is None:
             raise ValidationError(f"bad value for `{a.name}` of `{op.name}`", arg_spans.get(a.name, span),
                                   expected=_KIND_TEXT[a.kind].format(choices=", ".join(map(repr, a.choices))),
-                                  found=f"{type_name(values[a.name])} {values[a.name]!r}")
+                                  found=f"{type_name(values[a.name])} {show(values[a.name])}")
         out[a.name] = v
     return op.Args(**out)
 

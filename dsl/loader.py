@@ -15,7 +15,7 @@ from dsl import ast
 from dsl.errors import ImportError_, LimitError, ParseError, Span
 from dsl.parser import parse
 
-MAX_FILE_BYTES = 256 * 1024  # a spec is a short text (densenet121.arch: 1 KB); parsing 256 KB takes ~1 s
+MAX_FILE_BYTES = 64 * 1024  # a spec is a short text (the largest in archs/ is 2.3 KB); Lark parses ~20k tokens/s
 
 
 @dataclass

@@ -7,6 +7,7 @@ caret line and the tokens that would have been accepted.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -77,6 +78,8 @@ class _Builder(Transformer_NonRecursive):  # iterative: deep input cannot overfl
                                      hint="keep one `arch NAME(...)` header per file")
                 _, name, params, arch_span = d
             elif isinstance(d, tuple) and d and d[0] == "input":
+                if inp is not None:
+                    raise ParseError("a file declares `input` twice", d[2], hint="keep one `input [C, H, W]` line")
                 inp = d[1]
             elif isinstance(d, tuple) and d and d[0] == "init":
                 init = d[1]
@@ -152,7 +155,8 @@ class _Builder(Transformer_NonRecursive):  # iterative: deep input cannot overfl
         return ast.Group(self._s(meta), seq)
 
     def merge(self, meta, kind, branches):
-        return ast.Merge(self._s(meta), str(kind), branches)
+        span = self._s(meta)  # underline the keyword, not the whole first line of the merge
+        return ast.Merge(replace(span, end_col=span.col + len(kind)), str(kind), branches)
 
     def loop(self, meta, first, second, iterable, body):
         index, var = (str(first), str(second)) if second is not None else (None, str(first))
@@ -300,6 +304,7 @@ def parse(text: str, file: str = "<string>", max_depth: int = MAX_NESTING) -> as
     """Parse one .arch file's text. Raises ParseError with a located message, or LimitError
     when the text nests deeper than ``max_depth`` levels."""
     lines = text.splitlines()
+    _check_brackets(text, file, lines, max_depth)
     try:
         tree = _lark().parse(text, start="module")
     except UnexpectedInput as e:
@@ -317,6 +322,30 @@ def _build(builder: "_Builder", tree):
         if isinstance(e.orig_exc, ArchError):
             raise e.orig_exc from None
         raise
+
+
+def _check_brackets(text: str, file: str, lines: list[str], max_depth: int) -> None:
+    """Refuse brackets nested deeper than ``max_depth`` before parsing: a 200 KB run of '{'
+    would otherwise cost seconds of parsing before ``check_nesting`` could refuse it."""
+    if text.count("(") + text.count("[") + text.count("{") <= max_depth:
+        return
+    depth, line, line_start = 0, 1, 0
+    for m in _BRACKETS.finditer(text):
+        tok = m.group()
+        if tok == "\n":
+            line, line_start = line + 1, m.end()
+        elif tok in "([{":
+            depth += 1
+            if depth > max_depth:
+                col = m.start() - line_start + 1
+                raise LimitError(f"brackets nest deeper than {max_depth} levels",
+                                 Span(file, line, col, col + 1, lines[line - 1] if line <= len(lines) else ""),
+                                 hint="name inner parts with `let` or `block`, or raise the limit with --max-depth")
+        elif tok in ")]}":
+            depth = max(0, depth - 1)
+
+
+_BRACKETS = re.compile(r'"[^"\n]*"|#[^\n]*|[()\[\]{}\n]')  # strings and comments hide brackets
 
 
 def check_nesting(node, max_depth: int) -> None:
@@ -501,6 +530,8 @@ def _syntax_error(e: UnexpectedInput, text: str, file: str, lines: list[str]) ->
             hint = "use `==` to compare; a single `=` only names an argument, as in conv(64, 3, stride = 2)"
         elif "COLON" in accepts:
             hint = "bind a value with `let NAME = value`; name an item with `NAME: item`"
+    elif token is not None and "COMMA" in accepts and token.type in _EXPR_START:
+        hint = "separate arguments and list elements with ','"
     elif token is not None and accepts & {"_NL", "_SEMI"} and token.type in _ITEM_START | {"STRING", "INT"}:
         hint = hint or "put each item on its own line, or separate items with ';'"
     return ParseError(f"unexpected {found}", span(line, col, width), expected=expected, found=found, hint=hint)

@@ -32,17 +32,17 @@ def _reflect(n: int, pad: int, device: torch.device) -> torch.Tensor:
 def crop_flip(images: torch.Tensor, idx: torch.Tensor, shift: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
     """``images[idx]`` reflect-padded by PAD, cropped at offsets ``shift`` (2, B) and mirrored where ``flip``.
 
-    One gather straight from the unpadded images; the (B, H, W, C) index order makes the result
-    channels_last without a copy.
+    The padding is never materialised: each output row (then column) gathers from the reflected
+    source position, two ``gather`` calls for the whole batch. The result is channels_last uint8.
     """
-    h, w = images.shape[-2:]
-    ar_h, ar_w = torch.arange(h, device=images.device), torch.arange(w, device=images.device)
-    rows = _reflect(h, PAD, images.device)[shift[0, :, None] + ar_h]  # (B, H)
-    cols = _reflect(w, PAD, images.device)[shift[1, :, None] + ar_w]  # (B, W)
+    x = images[idx]
+    b, c, h, w = x.shape
+    rows = _reflect(h, PAD, x.device)[shift[0, :, None] + torch.arange(h, device=x.device)]  # (B, H)
+    cols = _reflect(w, PAD, x.device)[shift[1, :, None] + torch.arange(w, device=x.device)]  # (B, W)
     cols = torch.where(flip[:, None], cols.flip(1), cols)
-    chans = torch.arange(images.shape[1], device=images.device)
-    out = images[idx[:, None, None, None], chans, rows[:, :, None, None], cols[:, None, :, None]]
-    return out.permute(0, 3, 1, 2)
+    x = x.gather(2, rows[:, None, :, None].expand(b, c, h, w))
+    x = x.gather(3, cols[:, None, None, :].expand(b, c, h, w))
+    return x.contiguous(memory_format=torch.channels_last)
 
 
 def standard(images: torch.Tensor, idx: torch.Tensor, g: torch.Generator, keep: slice = slice(None)) -> torch.Tensor:
@@ -77,7 +77,7 @@ def seed_table(images: torch.Tensor, idx: torch.Tensor, g: torch.Generator, keep
 
 def none(images: torch.Tensor, idx: torch.Tensor, g: torch.Generator, keep: slice = slice(None)) -> torch.Tensor:
     """No augmentation: the images as they are, normalised."""
-    return normalize(images[idx[keep]]).contiguous(memory_format=torch.channels_last)
+    return normalize(images[idx[keep]].contiguous(memory_format=torch.channels_last))
 
 
 AUGMENTS = {"standard": standard, "seed-table": seed_table, "none": none}

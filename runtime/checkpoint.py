@@ -93,10 +93,11 @@ def load(path: Path) -> dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a damaged or hostile file can fail in many ways inside the unpickler
         unsafe = "Weights only load failed" in str(e)
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()] or [type(e).__name__]
+        found = next((ln for ln in lines if ln.startswith("WeightsUnpickler error")), lines[0])
         raise CheckpointError(
             "refusing to load a checkpoint that contains code or unknown objects" if unsafe else "checkpoint is damaged or not a PyTorch file",
-            where=str(path), expected="an archc checkpoint (tensors and plain values only)",
-            found=str(e).strip().splitlines()[0][:200],
+            where=str(path), expected="an archc checkpoint (tensors and plain values only)", found=found.split(". Please")[0][:200],
             hint="only load checkpoints written by archc train" if unsafe else "use another checkpoint, e.g. best.pt, or retrain") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError("not an archc checkpoint", where=str(path), expected=f"a dict tagged format={FORMAT!r}",

@@ -14,7 +14,8 @@ import click
 
 from dsl.errors import ArchError
 from runtime import checkpoint as ckpt
-from runtime.config import parse_set, resolve_config
+from runtime.cli import FILE, parse_sets
+from runtime.config import resolve_config
 from runtime.evaluate import evaluate, print_report
 from runtime.train import build_model, train
 
@@ -42,7 +43,7 @@ def _choice(*values: str) -> click.Choice:
 
 
 @click.command("train", help=TRAIN_HELP)
-@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("file", type=FILE)
 @click.option("--data", help="cifar10 (downloaded once), sample (bundled), or a folder with cifar-10-batches-py.")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), help="Run folder (RUN_DIR).")
 @click.option("--epochs", type=int)
@@ -63,26 +64,25 @@ def _choice(*values: str) -> click.Choice:
 @click.option("--recipe", type=_choice("default", "seed-table"), help="seed-table: the recipe of zoo-targets.json.")
 @click.option("--nproc", type=int, help="Local processes for DistributedDataParallel.")
 @click.option("--quiet", is_flag=True, default=None, help="One plain line per epoch, no live progress.")
-@click.pass_context
-def train_command(ctx: click.Context, file: Path, config_file: Path | None, sets: tuple[str, ...], **flags: Any) -> None:
-    cfg = resolve_config({"arch": file, "params": parse_set(sets), **flags}, config_file)
+def train_command(file: Path, config_file: Path | None, sets: tuple[str, ...], **flags: Any) -> None:
+    cfg = resolve_config({"arch": file, "params": parse_sets(sets), **flags}, config_file)
     model = build_model(cfg.arch, cfg.params, cfg.seed)
     try:
         train(cfg, model, extra=_arch_facts(cfg.arch, cfg.params))
-    except KeyboardInterrupt:  # train() has said how to resume
-        ctx.exit(130)
+    except KeyboardInterrupt:  # train() has said how to resume; SystemExit passes any click main unchanged
+        raise SystemExit(130) from None
 
 
 def _arch_facts(arch: Path, params: dict[str, Any]) -> dict[str, Any]:
     """summary.json's ``arch`` and ``macs`` (per 32x32 image), from the compiler's checked graph."""
-    from compiler import check
+    from compiler.passes import compile_file
 
-    graph = check(str(arch), **params)
+    graph = compile_file(path=str(arch), overrides=params).graph
     return {"arch": graph.name, "macs": graph.totals().macs}
 
 
 @click.command("eval", help=EVAL_HELP)
-@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("file", type=FILE)
 @click.option("--checkpoint", "checkpoint_path", required=True, type=click.Path(path_type=Path, dir_okay=False),
               help="A last.pt or best.pt written by archc train.")
 @click.option("--data", default="cifar10", show_default=True, help="cifar10, sample, or a folder with cifar-10-batches-py.")
@@ -93,7 +93,7 @@ def _arch_facts(arch: Path, params: dict[str, Any]) -> dict[str, Any]:
 def eval_command(file: Path, checkpoint_path: Path, data: str, as_json: bool, plot: Path | None,
                  sets: tuple[str, ...], device: str) -> None:
     state = ckpt.load(checkpoint_path)
-    params = {**state["config"].get("params", {}), **parse_set(sets)}  # build the net the run trained
+    params = {**state["config"].get("params", {}), **parse_sets(sets)}  # build the net the run trained
     result = evaluate(build_model(file, params), checkpoint_path, data, device=device, plot=plot, state=state)
     if as_json:
         click.echo(json.dumps(result, indent=2))

@@ -72,31 +72,20 @@ class TrainConfig(BaseModel):
         return sorted(m * self.epochs if m < 1 else m for m in self.milestones)
 
 
-def _usage(err: ValidationError, source: str) -> UsageError:
+def _usage(err: ValidationError, flags: set[str], config_file: Path | None) -> UsageError:
+    """The first validation error, placed at the flag or the file that supplied the value."""
     e = err.errors()[0]
     key = ".".join(str(p) for p in e["loc"]) or "config"
-    flag = "--" + str(e["loc"][0] if e["loc"] else key).replace("_", "-")
+    top = str(e["loc"][0]) if e["loc"] else ""
+    file = f"--config {config_file}" if config_file else "configuration"
+    where = ("--set" if top == "params" else "--" + top.replace("_", "-")) if top in flags else file
     if e["type"] == "extra_forbidden":
-        return UsageError(f"unknown config key '{key}'", where=source, expected="one of " + ", ".join(TrainConfig.model_fields),
+        return UsageError(f"unknown config key '{key}'", where=where, expected="one of " + ", ".join(TrainConfig.model_fields),
                           found=key, hint="check the spelling; arch parameters go under [params] or --set k=v")
     if e["type"] == "missing":
-        return UsageError(f"'{key}' is required", where=source, hint=f"pass {flag} or set {key} in the --config file")
-    return UsageError(f"bad value for '{key}'", where=source, expected=e["msg"], found=repr(e.get("input")),
-                      hint=f"fix {flag} or '{key}' in the --config file")
-
-
-def parse_set(pairs: tuple[str, ...] | list[str]) -> dict[str, Any]:
-    """``--set k=v`` pairs: v is read as JSON (numbers, true/false, lists) and otherwise kept as text."""
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise UsageError("bad --set value", where="--set", expected="NAME=VALUE, e.g. --set width=32", found=pair)
-        try:
-            out[key.strip()] = json.loads(value.lower() if value.lower() in ("true", "false") else value)
-        except json.JSONDecodeError:
-            out[key.strip()] = value
-    return out
+        return UsageError(f"'{key}' is required", where=where, hint=f"pass --{key.replace('_', '-')} or set {key} in the --config file")
+    return UsageError(f"bad value for '{key}'", where=where, expected=e["msg"], found=repr(e.get("input")),
+                      hint=f"change the value given at {where}")
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -133,7 +122,6 @@ def _jsonable(v: Any) -> Any:
 def resolve_config(flags: dict[str, Any], config_file: Path | None = None) -> TrainConfig:
     """Merge ``--config`` TOML and explicitly given flags (None means not given) into a TrainConfig."""
     explicit = _read_toml(config_file) if config_file else {}
-    source = f"--config {config_file}" if config_file else "command line"
     explicit |= {k: v for k, v in flags.items() if v is not None and k != "params"}
     if flags.get("params"):  # --set overrides single [params] entries, not the whole table
         base = explicit.get("params", {})
@@ -143,4 +131,5 @@ def resolve_config(flags: dict[str, Any], config_file: Path | None = None) -> Tr
     try:
         return TrainConfig.model_validate(explicit)
     except ValidationError as err:
-        raise _usage(err, source) from None
+        given = {k for k, v in flags.items() if v is not None and v != {}}
+        raise _usage(err, given, config_file) from None

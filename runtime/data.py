@@ -71,7 +71,7 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     data, labels = batch["data"], np.asarray(batch["labels"])
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
         raise _bad(path, f"data {getattr(data, 'dtype', type(data).__name__)} {getattr(data, 'shape', '')}")
-    if labels.shape != (len(data),) or not np.issubdtype(labels.dtype, np.integer):
+    if labels.shape != (len(data),) or (labels.size and not np.issubdtype(labels.dtype, np.integer)):
         raise _bad(path, f"{labels.size} labels of type {labels.dtype} for {len(data)} images")
     if labels.size and (labels.min() < 0 or labels.max() > 9):
         raise _bad(path, f"labels from {labels.min()} to {labels.max()}")

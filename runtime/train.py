@@ -27,12 +27,10 @@ STALE = ("best.pt", "summary.json", "metrics.jsonl", "curves.png")  # a fresh ru
 
 def build_model(arch: Path, params: dict[str, Any], seed: int = 0) -> nn.Module:
     """The net of the .arch file ``arch`` with parameter overrides ``params``, initialised from ``seed``."""
-    from compiler import build  # imported only when a model is built from a file
+    from compiler.build import build  # torch-side compiler, imported only when a model is built from a file
 
-    if not Path(arch).is_file():  # build() would read a missing path as .arch source text
-        raise UsageError("architecture file not found", where=str(arch), expected="an existing .arch file", hint="check the path")
     rng.seed_everything(seed)
-    return build(str(arch), **params)
+    return build(Path(arch), overrides=params)  # a Path is always read as a file, whatever its suffix
 
 
 def train(cfg: TrainConfig, model: nn.Module, extra: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -100,10 +100,10 @@ def run_compile(file, emit, render, fmt, depth, weights, output, sets, limits):
         from compiler.build import emit_python
         _write(emit_python(g), output)
     if render:
-        from compiler.render import render as draw
+        from compiler.render import default_depth, render as draw
         out = output if output and not emit else str(Path(file).with_suffix(f".{fmt}").name)
         path = draw(g, out, fmt, depth)
-        click.echo(f"rendered {path}")
+        click.echo(f"rendered {path} at --depth {default_depth(g) if depth is None else depth}")
     if not emit and not render:
         from compiler.build import build_graph
         model = build_graph(g)

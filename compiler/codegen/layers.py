@@ -85,9 +85,9 @@ class CheckpointRegion(nn.Module):
 
     ``fn`` and ``norms`` are stored unregistered: the ops' modules live at their own paths
     in the model, so the state-dict keys stay the node ids. During the backward-pass
-    recompute the region's BatchNorms stop tracking running stats, so each step updates
-    them once, exactly as without checkpointing (the recompute still normalises with the
-    same batch statistics).
+    recompute the region's BatchNorms leave their running stats alone, so each step
+    updates them once, exactly as without checkpointing (the recompute still normalises
+    with the same batch statistics).
     """
 
     def __init__(self, fn, norms: list, recomputes: str = ""):
@@ -111,15 +111,22 @@ class CheckpointRegion(nn.Module):
 
 @contextlib.contextmanager
 def frozen_stats(norms: list):
-    """Within the block, BatchNorms normalise with batch stats but leave running stats alone."""
-    saved = [n.track_running_stats for n in norms]
+    """Within the block, BatchNorms leave running stats as they are (momentum 0, count restored).
+
+    Not ``track_running_stats = False``: that changes what batch_norm saves for backward,
+    which checkpoint's recompute must reproduce exactly.
+    """
+    saved = [(n.momentum, None if n.num_batches_tracked is None else n.num_batches_tracked.clone())
+             for n in norms]
     for n in norms:
-        n.track_running_stats = False
+        n.momentum = 0.0
     try:
         yield
     finally:
-        for n, kept in zip(norms, saved):
-            n.track_running_stats = kept
+        for n, (momentum, count) in zip(norms, saved):
+            n.momentum = momentum
+            if count is not None:
+                n.num_batches_tracked.copy_(count)
 
 
 def init_torchvision(model: nn.Module) -> None:

@@ -22,7 +22,8 @@ from compiler.codegen.lower import REGION, SHAPE
 def outline(flat: fx.Graph, tree: nn.Module) -> tuple[fx.Graph, dict]:
     """The root graph, and ``{region module path: body graph}`` (emit_python writes these as methods)."""
     root, env, bodies = new_graph(), {}, {}
-    for region, run in itertools.groupby(flat.nodes, key=lambda n: n.meta.get(REGION, 0)):
+    # list(): fx's node iterator restarts when called again after StopIteration, as groupby does
+    for region, run in itertools.groupby(list(flat.nodes), key=lambda n: n.meta.get(REGION, 0)):
         run = list(run)
         if not region:
             for n in run:

@@ -36,10 +36,9 @@ def emit_python(g: Graph) -> str:
     root, bodies = outline(flat, tree)
     methods = {path: "_" + path.replace(".", "_") for path in bodies}
     ctors = dict(module_plan(g))
-    lines = []
-    for path, m in tree.named_modules():
-        if path:
-            lines.append(_assign(path, _constructor(path, m, ctors, methods), g.shapes.get(path)))
+    paths = {id(m): p for p, m in tree.named_modules()}
+    lines = [_assign(path, _constructor(path, m, ctors, methods, paths), g.shapes.get(path))
+             for path, m in tree.named_modules() if path]
     used = {type(m) for m in tree.modules()}
     return "\n".join([
         _header(g, used),
@@ -71,17 +70,13 @@ def _params(g: Graph) -> str:
     return "(" + ", ".join(f"{k}={v!r}" for k, v in g.params.items()) + ")" if g.params else ""
 
 
-def _constructor(path: str, m: nn.Module, ctors: dict, methods: dict) -> str:
+def _constructor(path: str, m: nn.Module, ctors: dict, methods: dict, paths: dict) -> str:
     if path in ctors:
         return ctors[path].source()
     if isinstance(m, layers.CheckpointRegion):
-        norms = ", ".join(_expr(_path_of(m_, path)) for m_ in m.norms)
+        norms = ", ".join(_expr(paths[id(n)]) for n in m.norms)
         return f"CheckpointRegion(self.{methods[path]}, [{norms}], {m.recomputes!r})"
-    return f"Block({m.kind!r})"
-
-
-def _path_of(module: nn.Module, region_path: str) -> str:
-    raise NotImplementedError
+    return "Block()" if m.kind == "Block" else f"Block({m.kind!r})"
 
 
 def _assign(path: str, value: str, shape) -> str:

@@ -40,15 +40,20 @@ def write_slice(dst: Path, n_train: int, n_test: int, parts: int = 2) -> Path:
     """A cifar-10-batches-py folder with the first images of the bundled sample, split into ``parts`` batches."""
     folder = dst / "cifar-10-batches-py"
     folder.mkdir(parents=True)
-    with (SAMPLE / "data_batch_1").open("rb") as f:
-        train = pickle.load(f, encoding="latin1")
-    with (SAMPLE / "test_batch").open("rb") as f:
-        test = pickle.load(f, encoding="latin1")
+    batches = [_load(SAMPLE / f"data_batch_{i}") for i in range(1, 6)]
+    data = np.concatenate([b["data"] for b in batches])[:n_train]
+    labels = sum((b["labels"] for b in batches), [])[:n_train]
     per = n_train // parts
     for i in range(parts):
-        _dump(folder / f"data_batch_{i + 1}", train["data"][i * per:(i + 1) * per], train["labels"][i * per:(i + 1) * per])
+        _dump(folder / f"data_batch_{i + 1}", data[i * per:(i + 1) * per], labels[i * per:(i + 1) * per])
+    test = _load(SAMPLE / "test_batch")
     _dump(folder / "test_batch", test["data"][:n_test], test["labels"][:n_test])
     return dst
+
+
+def _load(path: Path) -> dict:
+    with path.open("rb") as f:
+        return pickle.load(f, encoding="latin1")
 
 
 def _dump(path: Path, data: np.ndarray, labels: list[int]) -> None:

@@ -93,7 +93,7 @@ def test_truncated_checkpoint(tmp_path):
 @pytest.mark.parametrize("make", [
     lambda p: torch.save(TinyNet().state_dict(), p),  # a bare state_dict from elsewhere
     lambda p: p.write_bytes(b"not a checkpoint at all"),
-X
+    lambda p: p.write_bytes(pickle.dumps({"format": "archc-checkpoint"}, protocol=2)),  # plain pickle, no version
 ])
 def test_foreign_files(tmp_path, make):
     path = tmp_path / "foreign.pt"

@@ -1,0 +1,138 @@
+"""Training runs end to end: files, evaluation, divergence, interruption, kill/resume, two processes."""
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+import pytest
+import torch
+
+from dsl.errors import DivergedError
+from runtime import checkpoint
+from runtime.augment import MEAN, STD
+from runtime.config import TrainConfig
+from runtime.data import load_cifar10
+from runtime.evaluate import evaluate
+from runtime.rng import seed_everything
+from runtime.train import train
+from runtime_kit import TinyNet, run_training, write_slice
+
+RUN_FILES = {"config.json", "metrics.jsonl", "last.pt", "best.pt", "curves.png", "summary.json"}
+
+
+def _cfg(data, out, **kw) -> TrainConfig:
+    return TrainConfig(**{"data": str(data), "out": out, "epochs": 2, "batch_size": 64, "quiet": True, "device": "cpu", **kw})
+
+
+def _fresh_net(**kw) -> TinyNet:
+    seed_everything(0)
+    return TinyNet(**kw)
+
+
+def test_run_writes_its_files_and_evaluate_agrees_with_a_plain_forward(tiny_data, tmp_path):
+    out = tmp_path / "run"
+    summary = train(_cfg(tiny_data, out, epochs=3), _fresh_net(), extra={"arch": "tiny", "macs": 123})
+    assert {p.name for p in out.iterdir()} == RUN_FILES
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert set(rows[0]) == {"epoch", "loss", "train_acc", "test_acc", "lr", "images_per_s", "seconds"}
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert summary == json.loads((out / "summary.json").read_text())
+    assert summary["arch"] == "tiny" and summary["macs"] == 123 and summary["params"] == sum(p.numel() for p in TinyNet().parameters())
+    best = max(rows, key=lambda r: r["test_acc"])
+    assert summary["best_test_acc"] == best["test_acc"] and summary["final_test_acc"] == rows[-1]["test_acc"]
+
+    result = evaluate(TinyNet(), out / "best.pt", tiny_data, device="cpu", plot=tmp_path / "cm.png")
+    reference = _plain_accuracy(out / "best.pt", tiny_data)
+    assert result["accuracy"] == pytest.approx(reference) == pytest.approx(best["test_acc"])
+    assert result["epoch"] == best["epoch"] and sum(map(sum, result["confusion"])) == result["n"] == 100
+    assert (tmp_path / "cm.png").stat().st_size > 1000
+
+
+def _plain_accuracy(path, data_dir) -> float:
+    """Accuracy computed the textbook way: fresh net, NCHW float input, no runtime helpers."""
+    net = TinyNet()
+    net.load_state_dict(torch.load(path, weights_only=True)["model"])
+    net.eval()
+    d = load_cifar10(data_dir, train=False)
+    x = (d.test_x.float() / 255 - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        return (net(x).argmax(1) == d.test_y).float().mean().item()
+
+
+class _Sabotaged(TinyNet):
+    """Raises or returns NaN from the ``at``-th training forward pass on."""
+
+    def __init__(self, at: int, fault: str):
+        super().__init__()
+        self.calls, self.at, self.fault = 0, at, fault
+
+    def forward(self, x):
+        self.calls += self.training
+        if self.training and self.calls >= self.at:
+            if self.fault == "interrupt":
+                raise KeyboardInterrupt
+            return super().forward(x) * float("nan")
+        return super().forward(x)
+
+
+def test_nan_loss_stops_with_exit_code_3_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path):
+    out = tmp_path / "run"
+    seed_everything(0)
+    with pytest.raises(DivergedError) as e:  # 4 steps per epoch: call 6 is epoch 2, step 2
+        train(_cfg(tiny_data, out, epochs=3), _Sabotaged(at=6, fault="nan"))
+    assert e.value.exit_code == 3
+    assert "epoch 2, step 2 of 4" in str(e.value) and str(out / "last.pt") in str(e.value)
+    state = checkpoint.load(out / "last.pt")
+    assert state["epoch"] == 1 and all(torch.isfinite(t).all() for t in state["model"].values())
+
+
+def test_interrupt_says_how_to_resume_and_resume_finishes(tiny_data, tmp_path, capsys):
+    out = tmp_path / "run"
+    seed_everything(0)
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(tiny_data, out, epochs=3), _Sabotaged(at=6, fault="interrupt"))
+    assert "--resume" in capsys.readouterr().err
+    assert checkpoint.load(out / "last.pt")["epoch"] == 1
+    summary = train(_cfg(tiny_data, out, epochs=3, resume=True), TinyNet())
+    assert summary["epochs"] == 3 and len((out / "metrics.jsonl").read_text().splitlines()) == 3
+
+
+def test_killed_run_resumes_to_bit_identical_weights(tmp_path):
+    """SIGKILL a run after its first epoch's checkpoint, resume it, compare with an uninterrupted run."""
+    data = write_slice(tmp_path / "data", 600, 100)
+    cfg = {"data": data, "epochs": 5, "batch_size": 50, "quiet": True, "device": "cpu", "seed": 7}
+    ref = run_training(cfg | {"out": tmp_path / "ref"}, wait=False)  # one thread each, so both can run at once
+    killed = tmp_path / "killed"
+    proc = run_training(cfg | {"out": killed}, wait=False)
+    deadline = time.monotonic() + 60
+    while not (killed / "metrics.jsonl").exists():  # written right after epoch 1's last.pt
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else "timeout"
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert ref.wait(timeout=120) == 0, ref.stderr.read()
+    stopped_at = checkpoint.load(killed / "last.pt")["epoch"]
+    assert 1 <= stopped_at < 5 and not (killed / "summary.json").exists(), "the run ended before it could be killed"
+
+    resumed = run_training(cfg | {"out": killed, "resume": True})
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = checkpoint.load(tmp_path / "ref" / "last.pt"), checkpoint.load(killed / "last.pt")
+    assert a["epoch"] == b["epoch"] == 5
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert [r["loss"] for r in a["history"]] == [r["loss"] for r in b["history"]]
+
+
+def test_two_gloo_processes_match_one_process(tiny_data, tmp_path):
+    """Same global batch, no batch norm or dropout: only float summation order may differ."""
+    tolerance = 1e-3  # on the final epoch's mean loss; a wrong shard or doubled gradient is off by > 1e-2
+    one = train(_cfg(tiny_data, tmp_path / "one"), _fresh_net(bn=False, dropout=0))
+    two = train(_cfg(tiny_data, tmp_path / "two", nproc=2), _fresh_net(bn=False, dropout=0))
+    assert two["nproc"] == 2 and {p.name for p in (tmp_path / "two").iterdir()} == RUN_FILES
+    assert abs(_last_loss(tmp_path / "one") - _last_loss(tmp_path / "two")) < tolerance
+    assert one["final_test_acc"] == pytest.approx(two["final_test_acc"], abs=0.02)
+
+
+def _last_loss(run) -> float:
+    return json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["loss"]
