@@ -110,7 +110,8 @@ class Elaborator:
         self.count_step(it.span)
         self.c.depth += 1
         if self.c.depth > self.c.limits.max_depth:
-            raise LimitError(f"nesting is deeper than {self.c.limits.max_depth}", it.span,
+            inside = f" (inside blocks {' -> '.join(self.c.stack)})" if self.c.stack else ""
+            raise LimitError(f"nesting is deeper than {self.c.limits.max_depth} levels{inside}", it.span,
                              hint="flatten the structure, or raise the limit with --max-depth")
         try:
             return getattr(self, "_" + type(it).__name__)(it, cur, scope, env, own)
@@ -234,6 +235,11 @@ class Elaborator:
         finally:
             self.c.stack.pop()
             self.c.frames = saved
+
+    def _Let(self, it, cur, scope, env, own):  # a `let` outside a sequence: `block b = let x = 1`
+        raise ValidationError("a `let` here binds nothing: it is not inside a sequence", it.span,
+                              expected="an op, block, group or merge",
+                              hint="put it in a group with the items that use it: `{ let x = 3; conv(x, 3) }`")
 
     def _Merge(self, it, cur, scope, env, own):
         from compiler.merges import lower_merge  # merges.py builds on this class

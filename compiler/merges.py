@@ -49,7 +49,9 @@ def _units(el, it, cur, scope, env):
     """Yield (item, env, scope, owns_scope) per unit; ``X * n`` gives n units."""
     for branch in it.branches:
         for item in branch:
-            if isinstance(item, ast.Repeat):
+            if isinstance(item, ast.Let):  # binds for the units after it, as in a sequence
+                env = {**env, item.name: el.ev(env, cur)(item.value)}
+            elif isinstance(item, ast.Repeat):
                 n = el.ev(env, cur)(item.count)
                 if type(n) is not int or n < 0:
                     raise EvalError("a repetition count must be an int >= 0", item.count.span,

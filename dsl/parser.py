@@ -514,7 +514,8 @@ def _syntax_error(e: UnexpectedInput, text: str, file: str, lines: list[str]) ->
         return ParseError(f"'{token}' does not match the '{ch}' at {oline}:{ocol}", span(line, col),
                           expected=f"'{_CLOSE[ch]}'", found=f"'{token}'",
                           hint=f"close the '{ch}' with '{_CLOSE[ch]}' first")
-    if still_open and (at_end or (still_open[-1][0] in "([" and still_open[-1][1] < line)):
+    if still_open and (at_end or (still_open[-1][0] in "([" and still_open[-1][1] < line
+                                  and still_open[-1] in _open_brackets(text, len(text)))):
         ch, oline, ocol = still_open[-1]
         where = "end of file" if at_end else f"{found} on line {line}"
         return ParseError(f"'{ch}' is never closed", span(oline, ocol), expected=f"'{_CLOSE[ch]}'", found=where,

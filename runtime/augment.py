@@ -7,6 +7,7 @@ normalised to float, in channels_last layout.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -16,10 +17,16 @@ STD = (0.2470, 0.2435, 0.2616)
 PAD = 4  # standard CIFAR crop: reflect-pad 4 pixels, crop 32
 
 
+@functools.cache
+def _stats(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std on the 0-255 scale, made once per device: a host-to-GPU copy each batch would stall the stream."""
+    mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1) * 255
+    return mean, torch.tensor(STD, device=device).view(1, 3, 1, 1) * 255
+
+
 def normalize(x: torch.Tensor) -> torch.Tensor:
     """uint8 (or float on the 0-255 scale) images to float, zero mean and unit variance per channel."""
-    mean = torch.tensor(MEAN, device=x.device).view(1, 3, 1, 1) * 255
-    std = torch.tensor(STD, device=x.device).view(1, 3, 1, 1) * 255
+    mean, std = _stats(x.device)
     return (x.float() - mean) / std
 
 

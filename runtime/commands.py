@@ -8,14 +8,15 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Literal, get_args, get_origin
 
 import click
+from pydantic_core import PydanticUndefined
 
 from dsl.errors import ArchError
 from runtime import checkpoint as ckpt
 from runtime.cli import FILE, parse_sets
-from runtime.config import resolve_config
+from runtime.config import TrainConfig, resolve_config
 from runtime.evaluate import evaluate, print_report
 from runtime.train import build_model, train
 
@@ -24,10 +25,12 @@ TRAIN_HELP = """Train the network of FILE on CIFAR-10, writing checkpoints and m
 \b
 Example:
   archc train archs/resnet_uva.arch --data sample --out runs/demo --epochs 2
-  archc train archs/resnet_uva.arch --data cifar10 --out runs/r --set depth=3 --recipe seed-table
-  archc train archs/resnet_uva.arch --out runs/r --resume        # continue an interrupted run
+  archc train archs/resnet20.arch --data cifar10 --out runs/r56 --set depth=56 --nproc 2
+  archc train archs/resnet_uva.arch --out runs/uva --recipe seed-table   # as zoo-targets.json
+  archc train archs/resnet_uva.arch --out runs/demo --resume             # continue a stopped run
+  torchrun --nproc_per_node 4 -m runtime.train archs/resnet20.arch --out runs/r
 
-Flags override the --config TOML file, which overrides the recipe's defaults.
+Flags override the --config TOML file (any TrainConfig key), which overrides the recipe.
 """
 
 EVAL_HELP = """Score a checkpoint of FILE's network on the CIFAR-10 test set.
@@ -38,32 +41,41 @@ Example:
 """
 
 
-def _choice(*values: str) -> click.Choice:
-    return click.Choice(values)
+def _setting(flag: str, text: str, **kw: Any) -> Callable:
+    """A flag for a TrainConfig key; its choices and the default shown come from the config model.
+
+    The click default stays None, meaning "not given", so the --config file and recipe can fill it.
+    """
+    field = TrainConfig.model_fields[flag.split("/")[0].lstrip("-").replace("-", "_")]
+    if get_origin(field.annotation) is Literal:
+        kw["type"] = click.Choice(get_args(field.annotation))
+    if field.default not in (PydanticUndefined, None) and not isinstance(field.default, bool):  # flags need none
+        text = f"{text} [default: {field.default}]"
+    return click.option(flag, help=text, default=None, **kw)
 
 
 @click.command("train", help=TRAIN_HELP)
 @click.argument("file", type=FILE)
-@click.option("--data", help="cifar10 (downloaded once), sample (bundled), or a folder with cifar-10-batches-py.")
-@click.option("--out", type=click.Path(path_type=Path, file_okay=False), help="Run folder (RUN_DIR).")
-@click.option("--epochs", type=int)
-@click.option("--batch-size", type=int, help="Global batch in images, split over --nproc processes.")
-@click.option("--lr", type=float, help="Peak learning rate.")
-@click.option("--optimizer", type=_choice("sgd", "adamw"))
-@click.option("--schedule", type=_choice("onecycle", "cosine", "multistep"))
-@click.option("--label-smoothing", type=float)
-@click.option("--weight-decay", type=float)
-@click.option("--augment", type=_choice("standard", "none", "seed-table"))
-@click.option("--seed", type=int)
-@click.option("--device", type=_choice("auto", "cpu", "cuda"))
-@click.option("--precision", type=_choice("auto", "fp32", "bf16"), help="auto: bf16 on CUDA, fp32 on CPU.")
-@click.option("--compile/--no-compile", default=None, help="torch.compile the model.")
-@click.option("--resume", is_flag=True, default=None, help="Continue RUN_DIR/last.pt with the run's own settings.")
+@_setting("--data", "cifar10 (downloaded once), sample (bundled), or a folder with cifar-10-batches-py.")
+@_setting("--out", "Run folder (RUN_DIR).", type=click.Path(path_type=Path, file_okay=False))
+@_setting("--epochs", "Passes over the training set.", type=int)
+@_setting("--batch-size", "Global batch in images, split over --nproc processes.", type=int)
+@_setting("--lr", "Peak learning rate.", type=float)
+@_setting("--optimizer", "Nesterov-momentum SGD or AdamW.")
+@_setting("--schedule", "Learning-rate shape over the run.")
+@_setting("--label-smoothing", "Probability mass spread over all classes.", type=float)
+@_setting("--weight-decay", "L2 coefficient (decoupled for AdamW).", type=float)
+@_setting("--augment", "standard: reflect-pad-4 crop + flip.")
+@_setting("--seed", "Seeds init, data order, augmentation, dropout.", type=int)
+@_setting("--device", "auto: CUDA when available.")
+@_setting("--precision", "auto: bf16 on CUDA, fp32 on CPU.")
+@_setting("--compile/--no-compile", "torch.compile the model.")
+@_setting("--resume", "Continue RUN_DIR/last.pt with the run's own settings.", is_flag=True)
 @click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False), help="TOML file of settings.")
 @click.option("--set", "sets", multiple=True, metavar="K=V", help="Override an arch parameter (repeatable).")
-@click.option("--recipe", type=_choice("default", "seed-table"), help="seed-table: the recipe of zoo-targets.json.")
-@click.option("--nproc", type=int, help="Local processes for DistributedDataParallel.")
-@click.option("--quiet", is_flag=True, default=None, help="One plain line per epoch, no live progress.")
+@_setting("--recipe", "seed-table: how zoo-targets.json's reference models were trained.")
+@_setting("--nproc", "Local processes for DistributedDataParallel.", type=int)
+@_setting("--quiet", "One plain line per epoch, no live progress.", is_flag=True)
 def train_command(file: Path, config_file: Path | None, sets: tuple[str, ...], **flags: Any) -> None:
     cfg = resolve_config({"arch": file, "params": parse_sets(sets), **flags}, config_file)
     model = build_model(cfg.arch, cfg.params, cfg.seed)
@@ -89,7 +101,7 @@ def _arch_facts(arch: Path, params: dict[str, Any]) -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--plot", type=click.Path(path_type=Path, dir_okay=False), help="Write the confusion matrix as a PNG.")
 @click.option("--set", "sets", multiple=True, metavar="K=V", help="Arch parameter override (default: the run's own).")
-@click.option("--device", type=_choice("auto", "cpu", "cuda"), default="auto", show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 def eval_command(file: Path, checkpoint_path: Path, data: str, as_json: bool, plot: Path | None,
                  sets: tuple[str, ...], device: str) -> None:
     state = ckpt.load(checkpoint_path)

@@ -41,13 +41,14 @@ class TrainConfig(BaseModel):
     out: Path  # run folder: config.json, metrics.jsonl, last.pt, best.pt, curves.png, summary.json
     epochs: int = Field(30, ge=1)  # full passes over the training set
     batch_size: int = Field(128, ge=1)  # global batch in images, summed over all processes
-    lr: float = Field(0.2, gt=0)  # peak learning rate (the one-cycle maximum), per step
-    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: float = Field(0.2, gt=0)  # peak learning rate per step (one-cycle maximum, cosine/multistep start)
+    optimizer: Literal["sgd", "adamw"] = "sgd"  # sgd: (Nesterov) momentum SGD; adamw: Adam with decoupled decay
     momentum: float = Field(0.9, ge=0, lt=1)  # SGD momentum (AdamW uses its own betas)
     nesterov: bool = True  # Nesterov momentum for SGD
-    weight_decay: float = Field(5e-4, ge=0)  # L2 factor per step (decoupled for AdamW)
-    schedule: Literal["onecycle", "cosine", "multistep"] = "onecycle"
-    milestones: list[float] = Field(default_factory=lambda: [0.5, 0.75])  # multistep: <1 fraction of epochs, >=1 epoch number; lr x0.1 at each
+    weight_decay: float = Field(5e-4, ge=0)  # L2 coefficient on every weight (decoupled for AdamW)
+    schedule: Literal["onecycle", "cosine", "multistep"] = "onecycle"  # lr shape over all steps of the run
+    # multistep only, lr x0.1 at each: values < 1 are fractions of the epochs, values >= 1 epoch numbers
+    milestones: list[float] = Field(default_factory=lambda: [0.5, 0.75])
     label_smoothing: float = Field(0.1, ge=0, lt=1)  # probability mass spread over all classes
     augment: Literal["standard", "none", "seed-table"] = "standard"  # standard: reflect-pad-4 crop + flip
     seed: int = 0  # seeds model init, data order, augmentation and dropout
@@ -69,6 +70,7 @@ class TrainConfig(BaseModel):
         return data
 
     def milestone_epochs(self) -> list[float]:
+        """The multistep milestones in epochs, fractions resolved against ``epochs``."""
         return sorted(m * self.epochs if m < 1 else m for m in self.milestones)
 
 

@@ -110,24 +110,17 @@ def resolve(spec: str | Path) -> Path:
                     found=found or "an empty folder", hint="extract cifar-10-python.tar.gz there, or pass --data cifar10 to download it")
 
 
-def _batch_number(path: Path) -> int:
-    return int(re.fullmatch(r"data_batch_(\d+)", path.name).group(1))
-
-
 def load_cifar10(spec: str | Path, device: torch.device | str = "cpu", *, train: bool = True) -> Cifar10:
     """Every ``data_batch_*`` present (when ``train``) plus ``test_batch``, as tensors on ``device``."""
     root = resolve(spec)
-    parts = sorted((p for p in root.glob("data_batch_*") if re.fullmatch(r"data_batch_\d+", p.name)), key=_batch_number)
+    parts = sorted((p for p in root.iterdir() if re.fullmatch(r"data_batch_\d+", p.name)),
+                   key=lambda p: int(p.name.rsplit("_", 1)[1]))
     if train and not parts:
         raise DataError("no training batches", where=str(root), expected="data_batch_1 ... data_batch_5",
                         found="only " + ", ".join(sorted(p.name for p in root.iterdir())), hint="re-download CIFAR-10")
     train_parts = [read_batch(p) for p in parts] if train else []
     test_x, test_y = read_batch(root / "test_batch")
-
-    def put(a: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(a)).to(device)
-
-    empty = (np.zeros((0, 3, 32, 32), np.uint8), np.zeros(0, np.int64))
-    train_x = np.concatenate([x for x, _ in train_parts]) if train_parts else empty[0]
-    train_y = np.concatenate([y for _, y in train_parts]) if train_parts else empty[1]
-    return Cifar10(put(train_x), put(train_y), put(test_x), put(test_y), root)
+    train_x = np.concatenate([x for x, _ in train_parts] or [np.zeros((0, 3, 32, 32), np.uint8)])
+    train_y = np.concatenate([y for _, y in train_parts] or [np.zeros(0, np.int64)])
+    arrays = (train_x, train_y, test_x, test_y)
+    return Cifar10(*(torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in arrays), root)

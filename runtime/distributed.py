@@ -64,6 +64,21 @@ def any_rank(flag: bool, device: torch.device) -> bool:
     return bool(all_sum(torch.tensor([int(flag)], device=device)).item())
 
 
+def on_rank0(fn: Callable[[], None], device: torch.device, what: str) -> None:
+    """Run ``fn`` on rank 0 only (writing files, downloading), then continue or stop on every rank together.
+
+    A failure on rank 0 must stop the other ranks too, or they would wait forever in the next collective.
+    """
+    error = None
+    if world()[0] == 0:
+        try:
+            fn()
+        except ArchError as err:
+            error = err
+    if any_rank(error is not None, device):
+        raise error or ArchError(f"rank 0 failed to {what}; see its message", where=f"rank {world()[0]}")
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -1,9 +1,7 @@
 """The inner loops: one training epoch and the batched evaluation pass, both on device-resident data."""
 from __future__ import annotations
 
-import contextlib
 import time
-from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -12,34 +10,10 @@ from torch import nn
 from dsl.errors import DivergedError
 from runtime import distributed
 from runtime.augment import AUGMENTS, normalize
-from runtime.config import TrainConfig
-from runtime.data import Cifar10
+from runtime.session import Session
 
 CHECK_EVERY = 20  # steps between loss checks: each costs a device sync, and a NaN step cannot be undone anyway
 EVAL_BATCH = 500  # images per evaluation forward pass
-
-
-@dataclass
-class Session:
-    """Everything one process trains with. ``net`` is what the steps call (compiled and/or DDP-wrapped);
-    ``fast`` is ``model`` compiled or not, without DDP, for evaluation that needs no collectives."""
-
-    cfg: TrainConfig
-    model: nn.Module
-    fast: nn.Module
-    net: nn.Module
-    optimizer: torch.optim.Optimizer
-    schedule: torch.optim.lr_scheduler.LRScheduler
-    generator: torch.Generator
-    data: Cifar10
-    device: torch.device
-    bf16: bool
-    rank: int
-    world: int
-    steps: int  # optimizer steps per epoch: whole global batches only
-
-    def autocast(self) -> contextlib.AbstractContextManager:
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
 
 def train_epoch(s: Session, epoch: int, show: Callable[[int, float, float], None]) -> dict[str, float]:
@@ -103,13 +77,13 @@ def predict(model: nn.Module, images: torch.Tensor, bf16: bool) -> torch.Tensor:
     model.eval()
     preds = [torch.zeros(0, dtype=torch.int64, device=images.device)]
     for i in range(0, len(images), EVAL_BATCH):
-        x = normalize(images[i:i + EVAL_BATCH]).contiguous(memory_format=torch.channels_last)
+        x = normalize(images[i:i + EVAL_BATCH].contiguous(memory_format=torch.channels_last))
         with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=bf16):
             preds.append(model(x).argmax(1))
     return torch.cat(preds)
 
 
-def test_accuracy(s: Session) -> float:
+def heldout_accuracy(s: Session) -> float:
     """Test-set accuracy (fraction); each rank scores a contiguous share and the counts are summed."""
     n = len(s.data.test_y)
     lo, hi = n * s.rank // s.world, n * (s.rank + 1) // s.world

@@ -14,15 +14,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from dsl.errors import ArchError, CheckpointError, UsageError
-from runtime import checkpoint, distributed, rng
+from dsl.errors import UsageError
+from runtime import checkpoint, distributed, rng, session
 from runtime.config import TrainConfig
-from runtime.data import load_cifar10
-from runtime.loop import Session, test_accuracy, train_epoch
+from runtime.loop import heldout_accuracy, train_epoch
 from runtime.report import Display, plot_curves, write_json, write_metrics
-from runtime.schedule import build_optimizer, build_schedule
+from runtime.session import Session
 
 STALE = ("best.pt", "summary.json", "metrics.jsonl", "curves.png")  # a fresh run in an old folder drops these
+NO_BEST = {"test_acc": None, "epoch": 0}
 
 
 def build_model(arch: Path, params: dict[str, Any], seed: int = 0) -> nn.Module:
@@ -46,6 +46,8 @@ def train(cfg: TrainConfig, model: nn.Module, extra: dict[str, Any] | None = Non
         distributed.spawn(_spawned, cfg.nproc, cfg, None if cfg.arch else pickle.dumps(model), extra)
         return json.loads((cfg.out / "summary.json").read_text())
     device = distributed.resolve_device(cfg.device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # before NCCL starts, so each rank's communicator uses its own GPU
     distributed.init(device.type)
     try:
         return _train(cfg, model, device, extra or {})
@@ -55,47 +57,6 @@ def train(cfg: TrainConfig, model: nn.Module, extra: dict[str, Any] | None = Non
 
 def _spawned(cfg: TrainConfig, model: bytes | None, extra: dict[str, Any] | None) -> None:
     train(cfg, build_model(cfg.arch, cfg.params, cfg.seed) if model is None else pickle.loads(model), extra)
-
-
-def _session(cfg: TrainConfig, model: nn.Module, device: torch.device) -> Session:
-    rank, world = distributed.world()
-    if cfg.batch_size % world:
-        raise UsageError(f"batch {cfg.batch_size} does not split evenly over {world} processes", where="--batch-size",
-                         hint=f"use a multiple of {world}")
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-        torch.backends.cudnn.benchmark = True  # fixed 32x32 shapes: the autotuned kernels pay off at once
-    data = load_cifar10(cfg.data, device)
-    steps = len(data.train_y) // cfg.batch_size  # whole global batches only, so every shard is equal
-    if steps == 0:
-        raise UsageError(f"batch {cfg.batch_size} is larger than the {len(data.train_y)} training images", where="--batch-size",
-                         hint=f"use at most {len(data.train_y)}")
-    model.to(device, memory_format=torch.channels_last)
-    fast = torch.compile(model) if cfg.compile else model
-    net = nn.parallel.DistributedDataParallel(fast, device_ids=[device.index] if device.type == "cuda" else None) if world > 1 else fast
-    optimizer = build_optimizer(cfg, model)
-    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
-    return Session(cfg, model, fast, net, optimizer, build_schedule(cfg, optimizer, steps),
-                   torch.Generator(device=device).manual_seed(cfg.seed), data, device, bf16, rank, world, steps)
-
-
-def _state(s: Session, epoch: int, history: list[dict], best: dict) -> dict[str, Any]:
-    """Everything a resume needs, as tensors and plain values (see checkpoint.load)."""
-    return {"epoch": epoch, "config": s.cfg.model_dump(mode="json"), "model": s.model.state_dict(),
-            "optimizer": s.optimizer.state_dict(), "schedule": s.schedule.state_dict(), "rng": rng.capture(),
-            "data_generator": s.generator.get_state(), "history": history, "best": best}
-
-
-def _on_rank0(s: Session, write) -> None:
-    """Run a file-writing step on rank 0; if it fails every rank stops, instead of waiting for it forever."""
-    error = None
-    if s.rank == 0:
-        try:
-            write()
-        except ArchError as err:
-            error = err
-    if distributed.any_rank(error is not None, s.device):
-        raise error or CheckpointError("rank 0 could not write the run's files", where=str(s.cfg.out))
 
 
 def _start_fresh(s: Session) -> None:
@@ -109,52 +70,33 @@ def _start_fresh(s: Session) -> None:
         for name in STALE:
             (out / name).unlink(missing_ok=True)
         write_json(out / "config.json", s.cfg.model_dump(mode="json"))
-        checkpoint.save(out / "last.pt", _state(s, 0, [], {"test_acc": None, "epoch": 0}))  # fails early if --out is unwritable
+        checkpoint.save(out / "last.pt", session.state(s, 0, [], NO_BEST))  # fails early if --out is unwritable
 
     rng.seed_everything(s.cfg.seed + s.rank)  # drives dropout and the like; data order has its own generator
-    _on_rank0(s, write)
-
-
-def _resume(s: Session) -> tuple[int, list[dict], dict]:
-    path = s.cfg.out / "last.pt"
-    state = checkpoint.load(path)
-    checkpoint.load_model_state(s.model, state, path)
-    try:
-        s.optimizer.load_state_dict(state["optimizer"])
-        s.schedule.load_state_dict(state["schedule"])
-        s.generator.set_state(state["data_generator"])
-        epoch, history, best = state["epoch"], state["history"], state["best"]
-    except (KeyError, ValueError, RuntimeError, TypeError) as e:
-        raise CheckpointError("the checkpoint's training state does not fit this run", where=str(path), found=str(e)[:200],
-                              hint="start a new run with another --out") from None
-    if s.rank == 0:
-        rng.restore(state["rng"])
-    else:  # other ranks' streams (their dropout masks) need only differ from rank 0's, not replay
-        rng.seed_everything(s.cfg.seed + s.rank + s.world * epoch)
-    return epoch, history, best
+    distributed.on_rank0(write, s.device, "start the run folder")
 
 
 def _train(cfg: TrainConfig, model: nn.Module, device: torch.device, extra: dict[str, Any]) -> dict[str, Any]:
-    s = _session(cfg, model, device)
+    s = session.create(cfg, model, device)
     if cfg.resume:
-        done, history, best = _resume(s)
+        done, history, best = session.restore(s)
     else:
         _start_fresh(s)
-        done, history, best = 0, [], {"test_acc": None, "epoch": 0}
+        done, history, best = 0, [], NO_BEST
     display = Display(s.rank == 0, cfg.quiet, cfg.epochs, s.steps, cfg.batch_size)
     try:
         for epoch in range(done + 1, cfg.epochs + 1):
             start = time.perf_counter()
             with display.epoch(epoch) as show:
                 stats = train_epoch(s, epoch, show)
-            test_acc = test_accuracy(s) if epoch % cfg.eval_every == 0 or epoch == cfg.epochs else None
+            test_acc = heldout_accuracy(s) if epoch % cfg.eval_every == 0 or epoch == cfg.epochs else None
             rec = {"epoch": epoch, "loss": stats["loss"], "train_acc": stats["train_acc"], "test_acc": test_acc,
                    "lr": s.optimizer.param_groups[0]["lr"], "images_per_s": stats["images_per_s"],
                    "seconds": time.perf_counter() - start}
             history.append(rec)
             improved = test_acc is not None and (best["test_acc"] is None or test_acc > best["test_acc"])
             best = {"test_acc": test_acc, "epoch": epoch} if improved else best
-            _on_rank0(s, lambda: _save_epoch(s, epoch, history, best, improved))
+            distributed.on_rank0(lambda: _save_epoch(s, epoch, history, best, improved), s.device, "save the epoch")
             done = epoch
             display.line(rec)
     except KeyboardInterrupt:
@@ -162,13 +104,13 @@ def _train(cfg: TrainConfig, model: nn.Module, device: torch.device, extra: dict
                      f"continue with: archc train {cfg.arch or 'FILE'} --out {cfg.out} --resume")
         raise
     summary = _summary(s, history, best) | extra
-    _on_rank0(s, lambda: write_json(cfg.out / "summary.json", summary))
+    distributed.on_rank0(lambda: write_json(cfg.out / "summary.json", summary), s.device, "write summary.json")
     return summary
 
 
 def _save_epoch(s: Session, epoch: int, history: list[dict], best: dict, improved: bool) -> None:
     out = s.cfg.out
-    checkpoint.save(out / "last.pt", _state(s, epoch, history, best))
+    checkpoint.save(out / "last.pt", session.state(s, epoch, history, best))
     if improved:
         checkpoint.copy(out / "last.pt", out / "best.pt")
     write_metrics(out / "metrics.jsonl", history)

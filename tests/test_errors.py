@@ -119,7 +119,7 @@ def test_spatial_collapse_names_the_op_and_a_size_that_works(capsys, monkeypatch
 @pytest.mark.parametrize("name,flag", [
     ("limit_repeat_count", "--max-nodes"), ("limit_conv_params", "--max-params"),
     ("limit_nested_groups", "--max-depth"), ("limit_nested_merges", "--max-depth"),
-    ("limit_nested_lists", "--max-depth"), ("import_chain_depth", "--max-depth"),
+    ("limit_nested_lists", "--max-depth"), ("limit_nested_unary", "--max-depth"), ("limit_nested_blocks", "--max-depth"), ("import_chain_depth", "--max-depth"),
     ("limit_dense_sum_units", "--max-nodes"), ("limit_nested_loops", "--max-nodes"),
     ("limit_max_nodes_flag", "--max-nodes"), ("limit_max_params_flag", "--max-params"),
 ])

@@ -6,6 +6,7 @@ standalone source it writes, so a built model and its emitted twin run the same 
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import torch
 import torch.nn as nn
@@ -99,14 +100,15 @@ class CheckpointRegion(nn.Module):
     def forward(self, *xs):
         if not (self.training and torch.is_grad_enabled()):
             return self.fn(*xs)
-        extra = {"context_fn": self._contexts} if self.norms else {}
+        extra = {"context_fn": functools.partial(_contexts, self.norms)} if self.norms else {}
         return checkpoint(self.fn, *xs, use_reentrant=False, **extra)
-
-    def _contexts(self):
-        return contextlib.nullcontext(), frozen_stats(self.norms)
 
     def extra_repr(self) -> str:
         return f"recomputes {self.recomputes}" if self.recomputes else ""
+
+
+def _contexts(norms: list):
+    return contextlib.nullcontext(), frozen_stats(norms)
 
 
 @contextlib.contextmanager

@@ -25,7 +25,7 @@ _HELPERS = {  # layer -> the definitions it needs from layers.py
     layers.Scale: [layers.Scale],
     layers.ShortcutA: [layers.ShortcutA],
     layers.DropPath: [layers.DropPath],
-    layers.CheckpointRegion: [layers.CheckpointRegion, layers.frozen_stats],
+    layers.CheckpointRegion: [layers.CheckpointRegion, layers._contexts, layers.frozen_stats],
 }
 
 
@@ -60,7 +60,7 @@ def _header(g: Graph, used: set) -> str:
         "",
         "State-dict keys are the node ids of the graph IR; comments give each value's shape",
         '(batch excluded). `build()` returns an initialised model."""',
-        "import contextlib", "", "import torch", "import torch.nn as nn", "import torch.nn.functional as F",
+        "import contextlib", "import functools", "", "import torch", "import torch.nn as nn", "import torch.nn.functional as F",
         "from torch.utils.checkpoint import checkpoint", "",
         *("\n" + inspect.getsource(d) for d in defs), "",
     ])

@@ -136,3 +136,13 @@ def test_two_gloo_processes_match_one_process(tiny_data, tmp_path):
 
 def _last_loss(run) -> float:
     return json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["loss"]
+
+
+@pytest.mark.slow
+def test_divergence_in_worker_processes_reaches_the_caller(tiny_data, tmp_path):
+    """The workers' DivergedError comes back intact (type, message, exit code), not as a generic failure."""
+    seed_everything(0)
+    with pytest.raises(DivergedError) as e:  # each worker's copy counts its own calls: step 3 of epoch 1
+        train(_cfg(tiny_data, tmp_path / "run", nproc=2), _Sabotaged(at=3, fault="nan"))
+    assert e.value.exit_code == 3 and "epoch 1, step 3 of 4" in str(e.value)
+    assert checkpoint.load(tmp_path / "run" / "last.pt")["epoch"] == 0

@@ -1,0 +1,92 @@
+"""One process's training state: built from the config, saved as a checkpoint, restored on --resume."""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from dsl.errors import CheckpointError, UsageError
+from runtime import checkpoint, distributed, rng
+from runtime.config import TrainConfig
+from runtime.data import Cifar10, load_cifar10, resolve
+from runtime.schedule import build_optimizer, build_schedule
+
+
+@dataclass
+class Session:
+    """Everything one process trains with. ``net`` is what the steps call (DDP-wrapped and/or compiled);
+    ``fast`` is what evaluation calls: ``net`` alone, ``model`` itself under DDP."""
+
+    cfg: TrainConfig
+    model: nn.Module
+    fast: nn.Module
+    net: nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LRScheduler
+    generator: torch.Generator  # data order and augmentation: seeded alike on every rank
+    data: Cifar10
+    device: torch.device
+    bf16: bool
+    rank: int
+    world: int
+    steps: int  # optimizer steps per epoch: whole global batches only, so every shard is equal
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+
+
+def create(cfg: TrainConfig, model: nn.Module, device: torch.device) -> Session:
+    """Load the data onto ``device`` and wrap ``model`` for it (channels_last, compile, DDP)."""
+    rank, world = distributed.world()
+    if cfg.batch_size % world:
+        raise UsageError(f"batch {cfg.batch_size} does not split evenly over {world} processes", where="--batch-size",
+                         hint=f"use a multiple of {world}")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed 32x32 shapes: the autotuned kernels pay off at once
+    distributed.on_rank0(lambda: resolve(cfg.data), device, "fetch the data")  # one download, not one per rank
+    data = load_cifar10(cfg.data, device)
+    steps = len(data.train_y) // cfg.batch_size
+    if steps == 0:
+        raise UsageError(f"batch {cfg.batch_size} is larger than the {len(data.train_y)} training images",
+                         where="--batch-size", hint=f"use at most {len(data.train_y)}")
+    model.to(device, memory_format=torch.channels_last)
+    net = model
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.compile:  # outside DDP, so its graph breaks fall on gradient-bucket boundaries
+        net = torch.compile(net)
+    fast = net if world == 1 else model  # evaluation must not run DDP's collectives
+    optimizer = build_optimizer(cfg, model)
+    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
+    return Session(cfg, model, fast, net, optimizer, build_schedule(cfg, optimizer, steps),
+                   torch.Generator(device=device).manual_seed(cfg.seed), data, device, bf16, rank, world, steps)
+
+
+def state(s: Session, epoch: int, history: list[dict], best: dict) -> dict[str, Any]:
+    """Everything a resume needs, as tensors and plain values (see checkpoint.load). Call on rank 0."""
+    return {"epoch": epoch, "config": s.cfg.model_dump(mode="json"), "model": s.model.state_dict(),
+            "optimizer": s.optimizer.state_dict(), "schedule": s.schedule.state_dict(), "rng": rng.capture(),
+            "data_generator": s.generator.get_state(), "history": history, "best": best}
+
+
+def restore(s: Session) -> tuple[int, list[dict], dict]:
+    """Load ``out/last.pt`` into the session; returns (finished epochs, metrics history, best so far)."""
+    path = s.cfg.out / "last.pt"
+    saved = checkpoint.load(path)
+    checkpoint.load_model_state(s.model, saved, path)
+    try:
+        s.optimizer.load_state_dict(saved["optimizer"])
+        s.schedule.load_state_dict(saved["schedule"])
+        s.generator.set_state(saved["data_generator"])
+        epoch, history, best = saved["epoch"], saved["history"], saved["best"]
+    except (KeyError, ValueError, RuntimeError, TypeError) as e:
+        raise CheckpointError("the checkpoint's training state does not fit this run", where=str(path),
+                              found=str(e)[:200], hint="start a new run with another --out") from None
+    if s.rank == 0:
+        rng.restore(saved["rng"])
+    else:  # other ranks' streams (their dropout masks) need only differ from rank 0's, not replay
+        rng.seed_everything(s.cfg.seed + s.rank + s.world * epoch)
+    return epoch, history, best

@@ -1,0 +1,227 @@
+"""Code generation: built models equal torchvision's, emitted Python equals the built model,
+checkpointing and drop_path keep their semantics, and the models survive the PyTorch tools
+(export, trace, compile, deepcopy, pickle, channels_last)."""
+import copy
+import importlib.util
+import pickle
+import subprocess
+import sys
+
+import pytest
+import torch
+import torchvision
+from torch.utils.flop_counter import FlopCounterMode
+
+from compiler.build import build, build_graph, emit_python
+from compiler.codegen import record_shapes
+from compiler.codegen.layers import CheckpointRegion, DropPath
+from compiler.passes import compile_file
+
+RESNET18 = """\
+arch resnet18(classes = 1000, widths = [64, 128, 256, 512])
+input [3, 224, 224]
+
+block basic(w, stride = 1) = {
+    add {
+        conv1: conv(w, 3, stride = stride, pad = 1, bias = false); bn1: bn; relu: relu; conv2: conv(w, 3, pad = 1, bias = false); bn2: bn
+        downsample: { 0: conv(w, 1, stride = stride, bias = false); 1: bn } if stride != 1 or in.c != w else identity
+    }
+    relu
+}
+
+conv1: conv(64, 7, stride = 2, pad = 3, bias = false); bn1: bn; relu: relu; maxpool: maxpool(3, stride = 2, pad = 1)
+for i, w in widths {
+    "layer{i + 1}": { 0: basic(w, 1 if i == 0 else 2); 1: basic(w) }
+}
+avgpool: gap; flatten
+fc: linear(classes)
+"""
+
+DENSENET121 = """\
+arch densenet121(growth = 32, bn_size = 4, blocks = [6, 12, 24, 16], classes = 1000)
+input [3, 224, 224]
+
+block dense_layer(k) = concat {
+    identity
+    { norm1: bn; relu1: relu; conv1: conv(bn_size * k, 1, bias = false); norm2: bn; relu2: relu; conv2: conv(k, 3, pad = 1, bias = false) }
+}
+block transition = { norm: bn; relu: relu; conv: conv(in.c // 2, 1, bias = false); pool: avgpool(2) }
+
+features: {
+    conv0: conv(64, 7, stride = 2, pad = 3, bias = false); norm0: bn; relu0: relu; pool0: maxpool(3, stride = 2, pad = 1)
+    for i, n in blocks {
+        "denseblock{i + 1}": { for j in range(n) { "denselayer{j + 1}": dense_layer(growth) } }
+        "transition{i + 1}": transition if i < len(blocks) - 1
+    }
+    norm5: bn
+}
+relu; gap; flatten
+classifier: linear(classes)
+"""
+
+
+def at(text: str, size: int) -> str:
+    """The spec at a smaller input resolution (the input is part of the arch)."""
+    return text.replace("input [3, 224, 224]", f"input [3, {size}, {size}]")
+
+
+def small_densenet(checkpoint: bool = False) -> str:
+    text = at(DENSENET121, 32).replace("blocks = [6, 12, 24, 16]", "blocks = [2, 3]")
+    return text.replace("dense_layer(k) =", "dense_layer(k) @checkpoint =") if checkpoint else text
+
+
+def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    return (a - b).abs().max().item()
+
+
+@pytest.mark.parametrize("text, reference", [(RESNET18, torchvision.models.resnet18),
+                                             (DENSENET121, torchvision.models.densenet121)],
+                         ids=["resnet18", "densenet121"])
+def test_matches_torchvision(text, reference):
+    torch.manual_seed(0)
+    g = compile_file(text=at(text, 64)).graph
+    model, ref = build_graph(g), reference()
+    model.load_state_dict(ref.state_dict(), strict=True)
+    assert list(model.state_dict()) == list(ref.state_dict())
+    assert sum(p.numel() for p in model.parameters()) == g.totals().params
+    x = torch.randn(2, 3, 64, 64)
+    model.eval(), ref.eval()
+    with torch.no_grad():
+        assert max_diff(model(x), ref(x)) < 1e-5
+    assert record_shapes(model, x) == {n: tuple(s) for n, s in g.shapes.items()}
+
+
+def test_print_and_code_read_like_torchvision():
+    model = build(at(RESNET18, 64))
+    text = str(model)
+    assert text.startswith("resnet18(") and "(layer1): Block(" in text and "(0): Basic(" in text
+    assert "(downsample): Block(\n        (0): Conv2d(64, 128, kernel_size=(1, 1), stride=(2, 2), bias=False)" in text
+    assert "def forward" not in text  # the code lives in model.code
+    assert "layer1_0_conv1 = getattr(self.layer1, \"0\").conv1(maxpool)" in model.code
+    assert "# 64×16×16" in model.code and "# 1000" in model.code
+
+
+def test_dense_block_concatenates_once_per_layer():
+    model = build(at(DENSENET121, 64))
+    cats = [n for n in model.graph.nodes if n.target is torch.cat]
+    assert len(cats) == 6 + 12 + 24 + 16  # each layer's input, plus each block's output
+    assert not any(a.target is torch.cat for n in cats for a in n.all_input_nodes)  # no cat of a cat
+
+
+def test_emit_python_round_trip(tmp_path):
+    for i, text in enumerate([at(RESNET18, 64), small_densenet(checkpoint=True)]):
+        g = compile_file(text=text).graph
+        src = emit_python(g)
+        assert "import compiler" not in src and "from compiler" not in src and "# 64×" in src
+        path = tmp_path / f"emitted{i}.py"
+        path.write_text(src)
+        spec = importlib.util.spec_from_file_location(f"emitted{i}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        built, emitted = build_graph(g), module.build()
+        emitted.load_state_dict(built.state_dict(), strict=True)
+        x = torch.randn(2, *g.input_shape)
+        built.eval(), emitted.eval()
+        with torch.no_grad():
+            assert torch.equal(built(x), emitted(x))
+
+
+def _train_step(model, x):
+    model.train()
+    model.zero_grad()
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel()) or t, lambda t: t):
+        out = model(x)
+    out.square().mean().backward()
+    return out, sum(saved)
+
+
+def test_checkpoint_gives_equal_gradients_and_stats():
+    torch.manual_seed(0)
+    ck, plain = build(small_densenet(checkpoint=True)), build(small_densenet())
+    assert sum(isinstance(m, CheckpointRegion) for m in ck.modules()) == 5
+    plain.load_state_dict(ck.state_dict(), strict=True)
+    x = torch.randn(4, 3, 32, 32)
+    (out_ck, kept_ck), (out_plain, kept_plain) = _train_step(ck, x), _train_step(plain, x)
+    assert kept_ck < kept_plain / 2  # the regions' activations were not kept for backward
+    assert torch.equal(out_ck, out_plain)
+    for (name, p), q in zip(ck.named_parameters(), plain.parameters()):
+        assert torch.allclose(p.grad, q.grad, atol=1e-6), name
+    for (name, a), b in zip(ck.state_dict().items(), plain.state_dict().values()):
+        assert torch.equal(a, b), name  # running stats updated once, not again in the recompute
+
+
+def test_drop_path_semantics():
+    text = "arch dp\ninput [4, 6, 6]\nadd {\n    identity\n    { conv(4, 3, pad = 1) } @drop_path(0.5)\n}\n"
+    model = build(text)
+    x = torch.randn(256, 4, 6, 6)
+    branch = model.conv(x).detach()
+    model.eval()
+    assert torch.equal(model(x), x + branch)
+    model.train()
+    torch.manual_seed(1)
+    delta = (model(x) - x).detach()
+    dropped = delta.flatten(1).abs().amax(1) == 0
+    kept = torch.isclose(delta, 2 * branch, atol=1e-5).flatten(1).all(1)
+    assert (dropped | kept).all() and 60 < dropped.sum() < 196  # per sample, about half each
+    assert torch.equal(DropPath(1.0).train()(x), torch.zeros_like(x))
+
+
+def test_build_from_path_with_overrides(tmp_path):
+    path = tmp_path / "densenet.arch"
+    path.write_text(small_densenet())
+    model = build(str(path), growth=12, classes=10)
+    expected = compile_file(path, overrides={"growth": 12, "classes": 10}).graph.totals().params
+    assert sum(p.numel() for p in model.parameters()) == expected
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_initialisation():
+    tv = build(at(DENSENET121, 64).replace("blocks = [6, 12, 24, 16]", "blocks = [1, 1]"))
+    conv = tv.features.conv0.weight
+    assert abs(conv.std().item() - (2 / (64 * 49)) ** 0.5) < 0.001  # Kaiming fan_out
+    assert torch.equal(tv.features.norm0.weight, torch.ones(64)) and not tv.classifier.bias.any()
+    default = build(at(RESNET18, 64).replace("input [3, 64, 64]", "input [3, 64, 64]\ninit pytorch"))
+    assert default.fc.bias.abs().sum() > 0
+
+
+def test_export_trace_deepcopy_pickle_channels_last():
+    model = build(small_densenet(checkpoint=True)).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        ref = model(x)
+        assert torch.allclose(torch.export.export(model, (x,)).module()(x), ref, atol=1e-6)
+        assert torch.allclose(torch.jit.trace(model, (x,))(x), ref, atol=1e-6)
+        for twin in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+            assert list(twin.state_dict()) == list(model.state_dict())
+            assert torch.equal(twin(x), ref)
+        fast = copy.deepcopy(model).to(memory_format=torch.channels_last)
+        assert torch.allclose(fast(x.to(memory_format=torch.channels_last)), ref, atol=1e-5)
+    assert type(copy.deepcopy(model)).__name__ == "densenet121"
+
+
+def test_compile_traces_the_model():
+    model = build("arch tiny\ninput [3, 8, 8]\nconv(4, 3, pad = 1); bn; relu; gap; flatten; linear(2)").eval()
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(torch.compile(model, backend="aot_eager")(x), model(x), atol=1e-6)
+
+
+@pytest.mark.slow
+def test_compile_inductor_trains_with_checkpoint():
+    model = build(small_densenet(checkpoint=True))
+    x = torch.randn(2, 3, 32, 32)
+    torch.compile(model)(x).sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_macs_match_flop_counter():
+    g = compile_file(text=at(RESNET18, 64)).graph
+    with FlopCounterMode(display=False) as counter:
+        build_graph(g).eval()(torch.randn(1, 3, 64, 64))
+    assert counter.get_total_flops() == 2 * g.totals().macs
+
+
+def test_front_end_does_not_import_torch():
+    code = "import sys, compiler.passes, compiler.ir, compiler.ops; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
