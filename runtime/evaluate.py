@@ -61,14 +61,14 @@ def plot_confusion(path: Path, confusion: torch.Tensor, classes: tuple[str, ...]
 
 
 def print_report(result: dict[str, Any]) -> None:
-    """The result as a short table on the terminal."""
+    """The result as a headline and a per-class table on the terminal."""
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{result['checkpoint']} (epoch {result['epoch']}): accuracy {result['accuracy']:.2%} on {result['n']} test images")
-    table.add_column("class")
-    table.add_column("accuracy", justify="right")
-    table.add_column("images", justify="right")
+    table = Table("class", "accuracy", "images")
     for i, (name, acc) in enumerate(result["per_class"].items()):
         table.add_row(name, "-" if acc is None else f"{acc:.2%}", str(sum(result["confusion"][i])))
-    Console().print(table)
+    console = Console()
+    console.print(f"{result['checkpoint']} (epoch {result['epoch']}): accuracy {result['accuracy']:.2%} "
+                  f"on {result['n']} test images", highlight=False)
+    console.print(table)

@@ -6,11 +6,14 @@ block's name, so ``print(model)`` reads like torchvision's.
 """
 from __future__ import annotations
 
+import keyword
+
 import torch.nn as nn
 
 from compiler.codegen.layers import Block
 from compiler.codegen.modules import Ctor, ctor
 from compiler.ir import Graph
+from dsl.errors import ValidationError
 
 
 def module_plan(g: Graph) -> list[tuple[str, Ctor]]:
@@ -34,10 +37,20 @@ def scope_kinds(g: Graph) -> dict[str, str]:
 
 
 def build_tree(g: Graph) -> Block:
+    check_names(g)
     root, kinds = Block(g.name), scope_kinds(g)
     for path, c in module_plan(g):
         install(root, path, c.make(), kinds)
     return root
+
+
+def check_names(g: Graph) -> None:
+    """Node ids become attribute paths in generated Python: ``self.layer1.class`` cannot parse."""
+    for node in g.nodes():
+        bad = [p for p in node.id.split(".") if keyword.iskeyword(p)]
+        if bad:
+            raise ValidationError(f"the name `{bad[0]}` (in `{node.id}`) is a Python keyword", node.span,
+                                  hint=f"rename the label, e.g. `{bad[0]}_`")
 
 
 def install(root: nn.Module, path: str, module: nn.Module, kinds: dict[str, str]) -> None:

@@ -44,21 +44,23 @@ def test_run_writes_its_files_and_evaluate_agrees_with_a_plain_forward(tiny_data
     assert summary["best_test_acc"] == best["test_acc"] and summary["final_test_acc"] == rows[-1]["test_acc"]
 
     result = evaluate(TinyNet(), out / "best.pt", tiny_data, device="cpu", plot=tmp_path / "cm.png")
-    reference = _plain_accuracy(out / "best.pt", tiny_data)
-    assert result["accuracy"] == pytest.approx(reference) == pytest.approx(best["test_acc"])
-    assert result["epoch"] == best["epoch"] and sum(map(sum, result["confusion"])) == result["n"] == 100
-    assert (tmp_path / "cm.png").stat().st_size > 1000
+    truth, preds = _plain_predictions(out / "best.pt", tiny_data)
+    assert result["accuracy"] == pytest.approx((preds == truth).float().mean().item()) == pytest.approx(best["test_acc"])
+    confusion = [[int(((truth == t) & (preds == p)).sum()) for p in range(10)] for t in range(10)]
+    assert result["confusion"] == confusion and result["n"] == 100 and result["epoch"] == best["epoch"]
+    assert result["per_class"]["cat"] == (confusion[3][3] / sum(confusion[3]) if sum(confusion[3]) else None)
+    assert (tmp_path / "cm.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def _plain_accuracy(path, data_dir) -> float:
-    """Accuracy computed the textbook way: fresh net, NCHW float input, no runtime helpers."""
+def _plain_predictions(path, data_dir) -> tuple[torch.Tensor, torch.Tensor]:
+    """Labels and predictions computed the textbook way: fresh net, NCHW float input, no runtime helpers."""
     net = TinyNet()
     net.load_state_dict(torch.load(path, weights_only=True)["model"])
     net.eval()
     d = load_cifar10(data_dir, train=False)
     x = (d.test_x.float() / 255 - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
     with torch.no_grad():
-        return (net(x).argmax(1) == d.test_y).float().mean().item()
+        return d.test_y, net(x).argmax(1)
 
 
 class _Sabotaged(TinyNet):
