@@ -325,7 +325,7 @@ def _build(builder: "_Builder", tree):
 
 
 def _check_brackets(text: str, file: str, lines: list[str], max_depth: int) -> None:
-    """Refuse brackets nested deeper than ``max_depth`` before parsing: a 200 KB run of '{'
+    """Refuse brackets nested deeper than ``max_depth`` before parsing: a long run of '{'
     would otherwise cost seconds of parsing before ``check_nesting`` could refuse it."""
     if text.count("(") + text.count("[") + text.count("{") <= max_depth:
         return
@@ -352,8 +352,8 @@ def check_nesting(node, max_depth: int) -> None:
     """Refuse ASTs nested deeper than ``max_depth`` nodes, walking them without recursion.
 
     The evaluator, the elaborator and ``dump`` recurse over the AST; bounding its depth here
-    keeps inputs like ``((((...))))``, ``- - - 1`` or a 10,000-term sum from reaching
-    Python's recursion limit."""
+    keeps inputs like ``- - - 1`` or a 10,000-term sum (left-nested ``BinOp``s) from reaching
+    Python's recursion limit. Parentheses leave no node, so ``((1))`` costs nothing."""
     stack = [(node, 1)]
     while stack:
         n, depth = stack.pop()

@@ -34,6 +34,9 @@ def resolve_device(name: str) -> torch.device:
         raise UsageError("CUDA is not available on this machine", where="--device cuda", hint="use --device cpu or auto")
     if name == "cpu" or not torch.cuda.is_available():
         return torch.device("cpu")
+    if local_rank() >= torch.cuda.device_count():
+        raise UsageError("more processes than GPUs", where="--nproc", expected=f"at most {torch.cuda.device_count()}",
+                         found=str(world()[1]), hint="lower --nproc, or use --device cpu")
     return torch.device("cuda", local_rank())
 
 

@@ -63,9 +63,9 @@ def plot_confusion(path: Path, confusion: torch.Tensor, classes: tuple[str, ...]
 def print_report(result: dict[str, Any]) -> None:
     """The result as a headline and a per-class table on the terminal."""
     from rich.console import Console
-    from rich.table import Table
+    from rich.table import Column, Table
 
-    table = Table("class", "accuracy", "images")
+    table = Table("class", Column("accuracy", justify="right"), Column("images", justify="right"))
     for i, (name, acc) in enumerate(result["per_class"].items()):
         table.add_row(name, "-" if acc is None else f"{acc:.2%}", str(sum(result["confusion"][i])))
     console = Console()

@@ -21,6 +21,8 @@ from compiler.codegen import record_shapes
 from compiler.passes import compile_file
 from dsl.errors import ArchError
 
+pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
+
 settings.register_profile("slow", max_examples=5000, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 DEFAULT = settings(max_examples=200, deadline=None,
@@ -170,6 +172,11 @@ def check_against_torch(text: str):
         check_checkpoint(text, model, x)
 
 
+def close(a, b) -> bool:
+    """Equal up to float rounding; checkpointing may sum a gradient's parts in another order."""
+    return (a - b).abs().max().item() <= 1e-5 * (1 + b.abs().max().item())
+
+
 def check_checkpoint(text: str, model, x):
     """A training step with checkpoint regions equals one without them."""
     plain = build_graph(compile_file(text=text.replace(" @checkpoint", "")).graph)
@@ -182,9 +189,9 @@ def check_checkpoint(text: str, model, x):
         outs.append(m(xs))
         outs[-1].square().sum().backward()
         grads.append(xs.grad)
-    assert torch.allclose(outs[0], outs[1], atol=1e-6) and torch.allclose(*grads, atol=1e-5)
+    assert close(*outs) and close(*grads)
     for p, q in zip(model.parameters(), plain.parameters()):
-        assert torch.allclose(p.grad, q.grad, atol=1e-5)
+        assert close(p.grad, q.grad)
     for a, b in zip(model.state_dict().values(), plain.state_dict().values()):
         assert torch.allclose(a.double(), b.double())
 

@@ -100,14 +100,18 @@ class CheckpointRegion(nn.Module):
     def forward(self, *xs):
         if not (self.training and torch.is_grad_enabled()):
             return self.fn(*xs)
-        extra = {"context_fn": functools.partial(_contexts, self.norms)} if self.norms else {}
+        extra = {"context_fn": functools.partial(checkpoint_contexts, self.norms)} if self.norms else {}
         return checkpoint(self.fn, *xs, use_reentrant=False, **extra)
 
     def extra_repr(self) -> str:
         return f"recomputes {self.recomputes}" if self.recomputes else ""
 
 
-def _contexts(norms: list):
+def checkpoint_contexts(norms: list):
+    """checkpoint's context_fn: plain forward; the recompute freezes running stats.
+
+    A partial of a function, not a bound method: torch.compile drops the ``self`` of the latter.
+    """
     return contextlib.nullcontext(), frozen_stats(norms)
 
 

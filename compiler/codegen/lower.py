@@ -31,9 +31,8 @@ def lower(g: Graph) -> tuple[fx.Graph, dict]:
     """The flat fx graph, and per IR node the fx name of its value (a tuple of names for a lazy concat)."""
     low = _Lowering(g)
     for n in schedule(g):
-        node = g.node(n)
-        low.region = node.checkpoint
-        low.values[n] = low.lower(node, g.inputs(n))
+        low.region = g.node(n).checkpoint  # where this node's fx nodes (and cats) belong
+        low.values[n] = low.lower(g.node(n), g.inputs(n))
     names = {k: tuple(p.name for p in v) if isinstance(v, tuple) else v.name for k, v in low.values.items()}
     return low.fx, names
 

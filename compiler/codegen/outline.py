@@ -29,11 +29,10 @@ def outline(flat: fx.Graph, tree: nn.Module) -> tuple[fx.Graph, dict]:
             for n in run:
                 env[n] = root.node_copy(n, env.__getitem__)
             continue
-        path, body = _region(run, tree)
-        if path in bodies:
-            raise AssertionError(f"internal: checkpoint region at `{path}` is not contiguous")
+        ins, outs = boundary(run)
+        path, body = _region(run, ins, outs, tree)
         bodies[path] = body
-        _call(root, path, run, env)
+        _call(root, path, ins, outs, env)
     return root, bodies
 
 
@@ -45,9 +44,8 @@ def boundary(run: list) -> tuple[list, list]:
     return ins, outs
 
 
-def _region(run: list, tree: nn.Module) -> tuple[str, fx.Graph]:
-    """Build the body graph and install its CheckpointRegion in the tree; return its path."""
-    ins, outs = boundary(run)
+def _region(run: list, ins: list, outs: list, tree: nn.Module) -> tuple[str, fx.Graph]:
+    """Build the body graph, install its CheckpointRegion in the tree; return its path and the body."""
     body, benv = new_graph(), {}
     for a in ins:
         benv[a] = body.placeholder(a.name)
@@ -58,7 +56,8 @@ def _region(run: list, tree: nn.Module) -> tuple[str, fx.Graph]:
 
     targets = [n.target for n in run if n.op == "call_module"]
     scope = _common_scope(targets)
-    box, name = tree.get_submodule(scope), _free_name(tree.get_submodule(scope))
+    box = tree.get_submodule(scope)
+    name = _free_name(box)  # each region has its own name, so `bodies` keys never clash
     norms = [m for m in map(tree.get_submodule, targets) if isinstance(m, nn.BatchNorm2d)]
     label = ", ".join(t[len(scope) + 1:] if scope else t for t in targets)
     box.add_module(name, CheckpointRegion(fx.GraphModule(tree, body, "Region"), norms, label))
@@ -82,9 +81,8 @@ def _common_scope(targets: list[str]) -> str:
     return ".".join(common)
 
 
-def _call(root: fx.Graph, path: str, run: list, env: dict) -> None:
+def _call(root: fx.Graph, path: str, ins: list, outs: list, env: dict) -> None:
     """``out = scope.checkpoint(ins...)``, or one ``getitem`` per output when there are several."""
-    ins, outs = boundary(run)
     args = tuple(env[a] for a in ins)
     if len(outs) == 1:
         env[outs[0]] = root.create_node("call_module", path, args, name=outs[0].name)

@@ -8,7 +8,6 @@ keys, same outputs.
 from __future__ import annotations
 
 import inspect
-import keyword
 import textwrap
 
 import torch
@@ -25,7 +24,7 @@ _HELPERS = {  # layer -> the definitions it needs from layers.py
     layers.Scale: [layers.Scale],
     layers.ShortcutA: [layers.ShortcutA],
     layers.DropPath: [layers.DropPath],
-    layers.CheckpointRegion: [layers.CheckpointRegion, layers._contexts, layers.frozen_stats],
+    layers.CheckpointRegion: [layers.CheckpointRegion, layers.checkpoint_contexts, layers.frozen_stats],
 }
 
 
@@ -83,7 +82,7 @@ def _assign(path: str, value: str, shape) -> str:
     *parents, leaf = path.split(".")
     owner = _expr(".".join(parents))
     comment = f"  # {fmt(shape)}" if shape else ""
-    if leaf.isidentifier() and not keyword.iskeyword(leaf):
+    if leaf.isidentifier():  # tree.check_names has refused Python keywords
         return f"{owner}.{leaf} = {value}{comment}"
     return f"{owner}.add_module({leaf!r}, {value}){comment}"
 
@@ -92,7 +91,7 @@ def _expr(path: str) -> str:
     """``layer1.0.conv1`` -> ``getattr(self.layer1, "0").conv1``, as fx writes module paths."""
     out = "self"
     for part in path.split(".") if path else ():
-        out = f"{out}.{part}" if part.isidentifier() and not keyword.iskeyword(part) else f'getattr({out}, "{part}")'
+        out = f"{out}.{part}" if part.isidentifier() else f'getattr({out}, "{part}")'
     return out
 
 

@@ -108,7 +108,7 @@ def test_killed_run_resumes_to_bit_identical_weights(tmp_path):
     ref = run_training(cfg | {"out": tmp_path / "ref"}, wait=False)  # one thread each, so both can run at once
     killed = tmp_path / "killed"
     proc = run_training(cfg | {"out": killed}, wait=False)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     while not (killed / "metrics.jsonl").exists():  # written right after epoch 1's last.pt
         assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else "timeout"
         time.sleep(0.005)
