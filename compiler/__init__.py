@@ -22,6 +22,9 @@ def check(path_or_text, overrides: dict | None = None, **params):
 
 def __getattr__(name):
     if name in ("build", "build_graph", "emit_python"):
-        from compiler import build as _build  # noqa: PLC0415 - torch is loaded only here
-        return getattr(_build, name)
+        import importlib
+        module = importlib.import_module("compiler.build")  # torch is loaded only here
+        # Importing the submodule binds `compiler.build` to the module; the public name is the function.
+        globals()["build"] = module.build
+        return getattr(module, name)
     raise AttributeError(name)

@@ -149,7 +149,7 @@ def list_(as_json):
 
 def main(argv=None) -> int:
     try:
-        cli.main(args=argv, prog_name="archc", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="archc", standalone_mode=False)  # ctx.exit(n) returns n
     except click.exceptions.Exit as e:
         return e.exit_code
     except click.ClickException as e:
@@ -163,7 +163,7 @@ def main(argv=None) -> int:
         return e.exit_code
     except BrokenPipeError:
         return 0
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":
