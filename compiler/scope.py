@@ -8,6 +8,7 @@ scope and adds no level of its own, so ``layer1: basic(64) * 2`` gives ``layer1.
 """
 from __future__ import annotations
 
+import keyword
 import re
 
 from dsl.errors import NameError_, Span
@@ -44,6 +45,9 @@ class Scope:
         if not _SEGMENT.fullmatch(label):
             raise NameError_(f"label {label!r} is not a valid name", span,
                              expected="letters, digits and '_' only (no dots or spaces)")
+        if keyword.iskeyword(label):  # the built model's code names modules by label
+            raise NameError_(f"label {label!r} is a Python keyword", span,
+                             hint=f"rename it, e.g. `{label}_`: labels become attribute names in PyTorch")
         if label in self.used:
             where = self.join(label)
             raise NameError_(f"the name `{where}` is already used in this scope", span,

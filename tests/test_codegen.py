@@ -4,8 +4,6 @@ checkpointing and drop_path keep their semantics, and the models survive the PyT
 import copy
 import importlib.util
 import pickle
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -98,6 +96,7 @@ def test_print_and_code_read_like_torchvision():
     assert text.startswith("resnet18(") and "(layer1): Block(" in text and "(0): Basic(" in text
     assert "(downsample): Block(\n        (0): Conv2d(64, 128, kernel_size=(1, 1), stride=(2, 2), bias=False)" in text
     assert "def forward" not in text  # the code lives in model.code
+    assert model.layer1[0].conv1 is model.get_submodule("layer1.0.conv1")
     assert "layer1_0_conv1 = getattr(self.layer1, \"0\").conv1(maxpool)" in model.code
     assert "# 64×16×16" in model.code and "# 1000" in model.code
 
@@ -109,22 +108,40 @@ def test_dense_block_concatenates_once_per_layer():
     assert not any(a.target is torch.cat for n in cats for a in n.all_input_nodes)  # no cat of a cat
 
 
-def test_emit_python_round_trip(tmp_path):
-    for i, text in enumerate([at(RESNET18, 64), small_densenet(checkpoint=True)]):
-        g = compile_file(text=text).graph
-        src = emit_python(g)
-        assert "import compiler" not in src and "from compiler" not in src and "# 64×" in src
-        path = tmp_path / f"emitted{i}.py"
-        path.write_text(src)
-        spec = importlib.util.spec_from_file_location(f"emitted{i}", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        built, emitted = build_graph(g), module.build()
-        emitted.load_state_dict(built.state_dict(), strict=True)
-        x = torch.randn(2, *g.input_shape)
-        built.eval(), emitted.eval()
-        with torch.no_grad():
-            assert torch.equal(built(x), emitted(x))
+MULTI_OUTPUT_REGION = """\
+arch multi
+input [3, 8, 8]
+{ concat {
+    identity
+    { bn; conv(4, 3, pad = 1) }
+  }
+  concat {
+    identity
+    { bn; conv(4, 3, pad = 1) }
+  } } @checkpoint
+0: conv(5, 1)
+"""
+
+
+@pytest.mark.parametrize("text", [at(RESNET18, 64), small_densenet(checkpoint=True), MULTI_OUTPUT_REGION],
+                         ids=["resnet18", "densenet-checkpoint", "multi-output-region"])
+def test_emit_python_round_trip(text, tmp_path):
+    g = compile_file(text=text).graph
+    src = emit_python(g)
+    assert "import compiler" not in src and "from compiler" not in src and "×" in src
+    (tmp_path / "emitted.py").write_text(src)
+    spec = importlib.util.spec_from_file_location(f"emitted_{g.name}", tmp_path / "emitted.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    built, emitted = build_graph(g), module.build()
+    emitted.load_state_dict(built.state_dict(), strict=True)
+    x = torch.randn(2, *g.input_shape)
+    built.eval(), emitted.eval()
+    with torch.no_grad():
+        assert torch.equal(built(x), emitted(x))
+    _train_step(built, x), _train_step(emitted, x)
+    for (name, p), q in zip(built.named_parameters(), emitted.parameters()):
+        assert torch.equal(p.grad, q.grad), name
 
 
 def _train_step(model, x):
@@ -194,7 +211,7 @@ def test_export_trace_deepcopy_pickle_channels_last():
         ref = model(x)
         assert torch.allclose(torch.export.export(model, (x,)).module()(x), ref, atol=1e-6)
         assert torch.allclose(torch.jit.trace(model, (x,))(x), ref, atol=1e-6)
-        for twin in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        for twin in (copy.copy(model), copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
             assert list(twin.state_dict()) == list(model.state_dict())
             assert torch.equal(twin(x), ref)
         fast = copy.deepcopy(model).to(memory_format=torch.channels_last)
@@ -232,8 +249,3 @@ def test_macs_match_flop_counter():
 def test_python_keyword_labels_are_refused():
     with pytest.raises(ArchError, match="Python keyword"):
         build("arch k\ninput [3, 8, 8]\nclass: conv(4, 1)")
-
-
-def test_front_end_does_not_import_torch():
-    code = "import sys, compiler.passes, compiler.ir, compiler.ops; assert 'torch' not in sys.modules"
-    subprocess.run([sys.executable, "-c", code], check=True)

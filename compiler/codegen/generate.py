@@ -32,6 +32,11 @@ class ArchModule(fx.GraphModule):
         name = type(self).__name__  # fx's default would rename the copy "GraphModule"
         return lambda res, root, graph: fx.GraphModule.__init__(res, root, graph, name)
 
+    def __copy__(self) -> "ArchModule":
+        twin = ArchModule(self, self.graph, type(self).__name__)  # fx's copy would drop region-only modules
+        twin.meta = self.meta
+        return twin
+
     def __str__(self) -> str:
         return nn.Module.__repr__(self)
 

@@ -27,6 +27,9 @@ class Block(nn.Module):
     def _get_name(self) -> str:
         return self.kind
 
+    def __getitem__(self, name) -> nn.Module:  # model.layer1[0], as with torchvision's Sequential
+        return self._modules[str(name)]
+
 
 class Scale(nn.Module):
     """A learned per-channel multiplier, initialised to 1."""

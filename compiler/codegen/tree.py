@@ -37,6 +37,7 @@ def scope_kinds(g: Graph) -> dict[str, str]:
 
 
 def build_tree(g: Graph) -> Block:
+    """A root Block holding every op's module at its node id."""
     check_names(g)
     root, kinds = Block(g.name), scope_kinds(g)
     for path, c in module_plan(g):
