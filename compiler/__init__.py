@@ -6,18 +6,18 @@
 from __future__ import annotations
 
 
-def _split(path_or_text: str):
-    text = str(path_or_text)
-    if "\n" in text or not text.endswith(".arch"):
-        return None, text
-    return text, None
-
-
 def check(path_or_text, overrides: dict | None = None, **params):
-    """Parse, elaborate, validate, infer shapes and costs; returns the ``Graph``."""
+    """Parse, elaborate, validate, infer shapes and costs; returns the ``Graph``.
+
+    A path (``os.PathLike``, or a one-line string ending in ``.arch``) is read from disk;
+    any other string is the spec's text. ``params`` win over ``overrides``, as ``--set`` does.
+    """
+    import os
     from compiler.passes import compile_file
-    path, text = _split(path_or_text)
-    return compile_file(path, text, {**(overrides or {}), **params}).graph
+    text = os.fspath(path_or_text)
+    is_path = isinstance(path_or_text, os.PathLike) or ("\n" not in text and text.endswith(".arch"))
+    values = {**(overrides or {}), **params}
+    return (compile_file(path=text, overrides=values) if is_path else compile_file(text=text, overrides=values)).graph
 
 
 def __getattr__(name):

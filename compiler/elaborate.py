@@ -280,4 +280,4 @@ def _base_name(item) -> str:
         item = item.item
     if isinstance(item, ast.Call):
         return item.name
-    return {ast.Merge: getattr(item, "kind", "group")}.get(type(item), "group")
+    return item.kind if isinstance(item, ast.Merge) else "group"

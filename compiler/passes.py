@@ -8,6 +8,7 @@ pass so any stage can be dumped (``archc compile --emit ast|ir|json``). No torch
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -152,15 +153,8 @@ class Costs:
             node, out = g.node(n), g.shapes[n]
             ins = [g.shapes[i] for i in g.inputs(n)]
             spec, a = node.spec, node.args
-            kept = 0 if spec.inplace_view or node.op == "output" else _prod(out)
+            kept = 0 if spec.inplace_view or node.op == "output" else math.prod(out)
             g.costs[n] = Cost(spec.params(a, ins), spec.macs(a, ins, out), spec.other_ops(a, ins, out), kept)
-
-
-def _prod(shape) -> int:
-    out = 1
-    for d in shape:
-        out *= d
-    return out
 
 
 class _Shapes:

@@ -86,13 +86,12 @@ def check(file, sets, **limits):
     \b
     Example:
       archc check archs/resnet50.arch
-      -> resnet50: 176 nodes, 25,557,032 params, 4.09 GMACs, output 1000
+      -> resnet50: 189 nodes, 25,557,032 params, 4.089 GMACs, output 1000
     """
-    from compiler.summary import human
     g = compile_spec(file, sets, **limits).graph
     t = g.totals()
     shape = "×".join(map(str, g.shapes[g.output_id]))
-    click.echo(f"{g.name}: {len(g):,} nodes, {t.params:,} params, {human(t.macs)}MACs, output {shape}")
+    click.echo(f"{g.name}: {len(g):,} nodes, {t.params:,} params, {t.macs / 1e9:.3f} GMACs, output {shape}")
 
 
 @cli.command()
