@@ -10,6 +10,23 @@ from dsl.errors import CheckpointError, UsageError
 
 
 def load_weights(model, spec: str) -> None:
+    name, weights = _weights_of(spec)
+    import torch
+    import torchvision
+    with torch.device("meta"):  # names and shapes only: no memory, no init, no download yet
+        layout = torchvision.models.get_model(name).state_dict()
+    _check_layout(model.state_dict(), layout, weights)
+    try:
+        state = weights.get_state_dict(progress=False, check_hash=True)
+    except OSError as e:  # URLError is an OSError: no network, DNS failure, refused
+        raise CheckpointError(f"could not download {weights}: {e}", where="--weights",
+                              hint="connect to the internet once (torch caches the file under ~/.cache/torch), "
+                                   "or load a local state dict in Python") from None
+    model.load_state_dict(state, strict=True)
+
+
+def _weights_of(spec: str):
+    """(model name, torchvision weights enum member) of ``torchvision:NAME[:ENUM]``."""
     source, _, rest = spec.partition(":")
     name, _, enum = rest.partition(":")
     if source != "torchvision" or not name:
@@ -17,23 +34,22 @@ def load_weights(model, spec: str) -> None:
                          expected="torchvision:NAME[:WEIGHTS_ENUM], e.g. torchvision:resnet50:IMAGENET1K_V2")
     import torchvision
     try:
-        weights = torchvision.models.get_model_weights(name)[enum or "DEFAULT"]
+        return name, torchvision.models.get_model_weights(name)[enum or "DEFAULT"]
     except (ValueError, KeyError):
         raise UsageError(f"torchvision has no weights `{name}:{enum or 'DEFAULT'}`", where="--weights",
                          hint="see torchvision.models.list_models() and the model's weight enums") from None
-    try:
-        state = weights.get_state_dict(progress=False, check_hash=True)
-    except OSError as e:  # URLError is an OSError: no network, DNS failure, refused
-        raise CheckpointError(f"could not download {weights}: {e}", where="--weights",
-                              hint="connect to the internet once (torch caches the file under ~/.cache/torch), "
-                                   "or load a local state dict in Python") from None
-    missing, unexpected = _compare(model.state_dict(), state)
+
+
+def _check_layout(ours: dict, theirs: dict, weights) -> None:
+    """Same state-dict keys and shapes as torchvision's model, checked before anything is downloaded."""
+    missing, unexpected = sorted(set(ours) - set(theirs)), sorted(set(theirs) - set(ours))
     if missing or unexpected:
         raise CheckpointError(f"{weights} does not match this architecture's names", where="--weights",
                               found=f"missing {missing[:3]}, unexpected {unexpected[:3]}",
                               hint="use an arch file written with torchvision's module names (archs/resnet50.arch)")
-    model.load_state_dict(state, strict=True)
-
-
-def _compare(ours: dict, theirs: dict) -> tuple[list, list]:
-    return sorted(set(ours) - set(theirs)), sorted(set(theirs) - set(ours))
+    bad = [k for k in ours if tuple(ours[k].shape) != tuple(theirs[k].shape)]
+    if bad:
+        k = bad[0]
+        raise CheckpointError(f"{weights} does not fit this architecture's shapes", where="--weights",
+                              expected=f"{k} of shape {tuple(theirs[k].shape)}", found=str(tuple(ours[k].shape)),
+                              hint="compile with the parameters of the torchvision model (e.g. classes = 1000)")

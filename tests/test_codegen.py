@@ -1,21 +1,24 @@
 """Code generation: built models equal torchvision's, emitted Python equals the built model,
 checkpointing and drop_path keep their semantics, and the models survive the PyTorch tools
 (export, trace, compile, deepcopy, pickle, channels_last)."""
+import ast
 import copy
 import importlib.util
 import pickle
+from pathlib import Path
 
 import pytest
 import torch
 import torchvision
 from torch.utils.flop_counter import FlopCounterMode
 
+from compiler import check
 from compiler.build import build, build_graph, emit_python
 from compiler.codegen import record_shapes
 from compiler.codegen.layers import CheckpointRegion, DropPath
 from compiler.passes import compile_file
 from dsl.errors import ArchError
-
+ROOT = Path(__file__).resolve().parents[1]
 RESNET18 = """\
 arch resnet18(classes = 1000, widths = [64, 128, 256, 512])
 input [3, 224, 224]
@@ -123,12 +126,14 @@ input [3, 8, 8]
 """
 
 
-@pytest.mark.parametrize("text", [at(RESNET18, 64), small_densenet(checkpoint=True), MULTI_OUTPUT_REGION],
-                         ids=["resnet18", "densenet-checkpoint", "multi-output-region"])
+@pytest.mark.parametrize("text", [at(RESNET18, 64), small_densenet(checkpoint=True), MULTI_OUTPUT_REGION,
+                                  ROOT / "archs/resnet20.arch"],
+                         ids=["resnet18", "densenet-checkpoint", "multi-output-region", "resnet20-option-a"])
 def test_emit_python_round_trip(text, tmp_path):
-    g = compile_file(text=text).graph
+    g = check(text)  # the spec's text, or the path of an arch file
     src = emit_python(g)
     assert "import compiler" not in src and "from compiler" not in src and "×" in src
+    assert not _unused_imports(src)
     (tmp_path / "emitted.py").write_text(src)
     spec = importlib.util.spec_from_file_location(f"emitted_{g.name}", tmp_path / "emitted.py")
     module = importlib.util.module_from_spec(spec)
@@ -142,6 +147,13 @@ def test_emit_python_round_trip(text, tmp_path):
     _train_step(built, x), _train_step(emitted, x)
     for (name, p), q in zip(built.named_parameters(), emitted.parameters()):
         assert torch.equal(p.grad, q.grad), name
+
+
+def _unused_imports(src: str) -> set:
+    tree = ast.parse(src)
+    imported = {(a.asname or a.name).split(".")[0] for n in ast.walk(tree)
+                if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names}
+    return imported - {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
 
 
 def _train_step(model, x):

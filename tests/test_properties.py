@@ -10,6 +10,8 @@ prefix) must fail in compile_file with an ArchError, before torch is ever involv
 The generator tracks shapes with PyTorch's own output-size formulas, written out here
 independently of compiler/ops.py.
 """
+import copy
+
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -170,6 +172,8 @@ def check_against_torch(text: str):
     assert counter.get_total_flops() == 2 * 2 * macs
     if any(g.node(n).checkpoint for n in g.topo()):
         check_checkpoint(text, model, x)
+    if any(getattr(m, "inplace", False) for m in model.modules()):
+        check_in_place(model, x)
 
 
 def close(a, b) -> bool:
@@ -181,9 +185,24 @@ def check_checkpoint(text: str, model, x):
     """A training step with checkpoint regions equals one without them."""
     plain = build_graph(compile_file(text=text.replace(" @checkpoint", "")).graph)
     plain.load_state_dict(model.state_dict(), strict=True)
+    same_training_step(model, plain, x)
+
+
+def check_in_place(model, x):
+    """Activations that overwrite their input change nothing: a training step equals one without."""
+    plain = copy.deepcopy(model)
+    for m in plain.modules():
+        if hasattr(m, "inplace"):
+            m.inplace = False
+    same_training_step(model, plain, x)
+
+
+def same_training_step(model, plain, x):
+    """Outputs, input and parameter gradients, and updated buffers of one training step agree."""
     outs, grads = [], []
     for m in (model, plain):
         m.train()
+        m.zero_grad(set_to_none=True)  # a step taken by an earlier check must not add to these
         xs = x.clone().requires_grad_()  # a gradient to compare even when there are no parameters
         torch.manual_seed(0)  # same dropout and drop_path draws (checkpoint replays the RNG)
         outs.append(m(xs))

@@ -42,8 +42,13 @@ def _short(v):
     return v[0] if isinstance(v, tuple) and len(v) == 2 and v[0] == v[1] else v
 
 
-def ctor(op: str, a, c_in: int) -> Ctor | None:
-    """The module for one op with arguments ``a`` and ``c_in`` input channels (or features)."""
+def ctor(op: str, a, c_in: int, overwrite: bool = False) -> Ctor | None:
+    """The module for one op with arguments ``a`` and ``c_in`` input channels (or features).
+
+    ``overwrite``: the op may write its result over its input (see ``tree.may_overwrite``).
+    """
+    if overwrite and op in INPLACE:
+        return INPLACE[op](a)
     make = _TABLE.get(op)
     return make(a, c_in) if make else None
 
@@ -56,6 +61,13 @@ def _conv(a, c):
 def _pool_stride(a):
     return a.stride if a.stride is not None else a.kernel
 
+
+# Activations that can run in place, as torchvision's ReLU(inplace=True): no new buffer per call.
+INPLACE = {
+    "relu": lambda a: Ctor.of(nn.ReLU, inplace=True),
+    "relu6": lambda a: Ctor.of(nn.ReLU6, inplace=True),
+    "leaky_relu": lambda a: Ctor.of(nn.LeakyReLU, a.slope, inplace=True),
+}
 
 _TABLE = {
     "conv": _conv,
