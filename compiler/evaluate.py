@@ -11,7 +11,7 @@ import math
 import operator
 
 from dsl import ast
-from dsl.errors import EvalError, LimitError, NameError_
+from dsl.errors import EvalError, LimitError, NameError_, ValueError_
 
 MAX_INT_BITS = 64          # |ints| < 2**64: far above any width, small enough to be instant
 MAX_LIST = 1_000_000       # elements in one list (ranges, repetitions, comprehensions)
@@ -105,7 +105,7 @@ def _pow(a, b, node):
         raise LimitError("`**` result is too large", node.span, expected=f"|value| < 2**{MAX_INT_BITS}",
                          hint="widths, depths and counts are small numbers; check the expression")
     if type(b) is int and b < 0 and a == 0:
-        raise EvalError("0 raised to a negative power", node.span)
+        raise ValueError_("0 raised to a negative power", node.span)
     try:
         result = a ** b
     except OverflowError:
@@ -131,7 +131,7 @@ def _div(fn):
     def op(a, b, node):
         _num(a, node), _num(b, node)
         if b == 0:
-            raise EvalError("division by zero", node.span, hint="check the divisor expression")
+            raise ValueError_("division by zero", node.span, hint="check the divisor expression")
         return fn(a, b)
     return op
 
@@ -295,7 +295,7 @@ class Evaluator:
             raise EvalError("indexing needs a list and an int", n.span,
                             found=f"{type_name(obj)}[{type_name(idx)}]")
         if not -len(obj) <= idx < len(obj):
-            raise EvalError(f"index {idx} is out of range for a list of {len(obj)}", n.span)
+            raise ValueError_(f"index {idx} is out of range for a list of {len(obj)}", n.span)
         return obj[idx]
 
     def _Slice(self, n):

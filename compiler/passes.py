@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from compiler.elaborate import Elaborator, Limits, _Ctx
-from compiler.evaluate import Evaluator, type_name
+from compiler.evaluate import Evaluator, show, type_name
 from compiler.ir import Cost, Graph, OpNode
 from compiler.ops import OPS
 from compiler.scope import Scope
@@ -58,10 +58,11 @@ class Elaborate:
         ev = Evaluator(params)
         if m.input is None:
             raise ValidationError(f"arch `{m.name}` declares no input shape", m.span, expected="input [C, H, W]")
-        shape = coerce("shape", ev(m.input))
+        value = ev(m.input)
+        shape = coerce("shape", value)
         if shape is None:
             raise ValidationError("bad input shape", m.input.span, expected="a list of 1 or 3 positive ints",
-                                  found=repr(ev(m.input)))
+                                  found=f"{type_name(value)} {show(value)}")
         init = m.init or "torchvision"
         if init not in INITS:
             raise ValidationError(f"unknown init `{init}`", m.span, expected=" or ".join(INITS))
@@ -90,11 +91,13 @@ def bind_params(m, overrides: dict) -> dict:
             value = overrides[p.name]
             if default is not None and not _same_type(default, value):
                 raise UsageError(f"`--set {p.name}` has the wrong type", where="--set",
-                                 expected=f"{type_name(default)} (default {default!r})",
-                                 found=f"{type_name(value)} {value!r}")
+                                 expected=f"{type_name(default)} (default {show(default)})",
+                                 found=f"{type_name(value)} {show(value)}")
             params[p.name] = value
         elif default is None:
-            raise UsageError(f"arch `{m.name}` needs `--set {p.name}=...`", where="--set", expected="a value")
+            # located at the parameter: the header is where a default would go
+            raise UsageError(f"arch `{m.name}` needs `--set {p.name}=...`", p.span, expected="a value",
+                             hint=f"pass `--set {p.name}=VALUE`, or give it a default: `{p.name} = ...`")
         else:
             params[p.name] = default
     return params
@@ -153,8 +156,25 @@ class Costs:
             node, out = g.node(n), g.shapes[n]
             ins = [g.shapes[i] for i in g.inputs(n)]
             spec, a = node.spec, node.args
-            kept = 0 if spec.inplace_view or node.op == "output" else math.prod(out)
+            kept = math.prod(out) if _kept(g, n) else 0
             g.costs[n] = Cost(spec.params(a, ins), spec.macs(a, ins, out), spec.other_ops(a, ins, out), kept)
+
+
+def _kept(g, n: str) -> bool:
+    """Whether the compiled module keeps this node's output for backward.
+
+    Views and the output are free. Inside a checkpoint region only the values read outside
+    it are kept; the rest is recomputed. A concat is a lazy list of its pieces until a
+    non-concat op reads it (codegen's lowering), and that `cat` runs inside the reader's
+    region when there is one, so it is kept only when a reader outside every region exists.
+    """
+    node = g.node(n)
+    if node.spec.inplace_view or node.op == "output":
+        return False
+    readers = g.consumers(n)
+    if node.op == "concat":
+        return any(not g.node(r).checkpoint for r in readers if g.node(r).op != "concat")
+    return not node.checkpoint or any(g.node(r).checkpoint != node.checkpoint for r in readers)
 
 
 class _Shapes:

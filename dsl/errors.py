@@ -88,8 +88,14 @@ class NameError_(ArchError):
 
 
 class EvalError(ArchError):
-    """An expression cannot be evaluated: wrong types, division by zero, bad index."""
+    """An expression cannot be evaluated because of its operands' types."""
     phase = "type error"
+
+
+class ValueError_(EvalError):
+    """Well-typed operands with a value the operation cannot take: a division by zero, an
+    index out of range. An ``EvalError``, so whatever catches evaluation errors catches it."""
+    phase = "value error"
 
 
 class LimitError(ArchError):

@@ -101,12 +101,13 @@ def test_add_mismatch_names_both_branches_and_proposes_a_projection(capsys, monk
     err = _err(capsys, monkeypatch, "shape_add_mismatch")
     assert "branch 0" in err and "branch 1" in err
     assert "32×16×16" in err and "16×32×32" in err
-    assert "conv(32, 1, stride = 2, bias = false)" in err
+    assert "replace branch 1 with the projection `{ conv(32, 1, stride = 2, bias = false); bn }`" in err
 
 
 def test_concat_names_the_branch_that_downsampled(capsys, monkeypatch):
     err = _err(capsys, monkeypatch, "shape_concat_downsampled")
-    assert "branch 2" in err and "downsampled to 16×16" in err
+    assert "branch 2 (`conv_4`) is 16×16 while branches 0, 1 keep 32×32" in err
+    assert "`maxpool` at line 8 downsampled 32×32 → 16×16 with stride 2" in err
 
 
 def test_spatial_collapse_names_the_op_and_a_size_that_works(capsys, monkeypatch):
