@@ -1,70 +1,27 @@
 """Checkpoints that are written atomically and read without running any code from the file.
 
-Writes go to a temporary file in the target's folder, are flushed and fsynced, then renamed over
-the target with ``os.replace``: a crash, a full disk or a file-size limit at any moment leaves
-either the old checkpoint or the new one, never a torn file. Reads use ``weights_only=True``, so a
-pickled payload (a class whose ``__reduce__`` runs a command) is refused instead of executed; that is
-why the contents are restricted to tensors, numbers, strings, lists and dicts.
+Writes go through ``runtime.atomic``: a crash, a full disk or a file-size limit at any moment leaves
+either the old checkpoint or the new one, never a torn file. Reads use ``weights_only=True``,
+so a pickled payload (a class whose ``__reduce__`` runs a command) is refused instead of executed; that
+is why the contents are restricted to tensors, numbers, strings, lists and dicts. A file that is cut
+off, empty, not a PyTorch file, not tagged as ours, or shaped for another net is refused with a message
+naming it and what was found.
 """
 from __future__ import annotations
 
 import io
-import os
+import re
 import shutil
-import tempfile
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any
 
 import torch
 
 from dsl.errors import CheckpointError
+from runtime.atomic import atomic_write
 
-_UMASK = os.umask(0)  # read once (it can only be read by setting it) so new files get the usual mode
-os.umask(_UMASK)
 FORMAT = "archc-checkpoint"  # marks our files, so a foreign .pt is told apart from a damaged one
 VERSION = 1
-
-
-def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Call ``write(f)`` on a temporary file, then move it over ``path``; on any failure ``path`` is untouched."""
-    path = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as e:
-        raise _write_error(path, e) from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o666 & ~_UMASK)  # mkstemp makes files private; the result should not be
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:  # also KeyboardInterrupt: never leave the temporary file behind
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, OSError):
-            raise _write_error(path, e) from None
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename itself durable (POSIX); not possible on every platform, so best effort."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _write_error(path: Path, e: OSError) -> CheckpointError:
-    return CheckpointError(f"could not write {path.name}; the previous version is kept", where=str(path),
-                           found=f"{type(e).__name__}: {e.strerror or e}",
-                           hint="free disk space, raise the file-size limit, or choose a writable --out")
 
 
 def save(path: Path, state: dict[str, Any]) -> None:
@@ -84,21 +41,29 @@ def copy(src: Path, dst: Path) -> None:
         atomic_write(dst, lambda out: shutil.copyfileobj(f, out))
 
 
+# Messages of torch's weights-only unpickler that mean "this pickle builds objects or calls code"; its
+# other complaints (unknown opcodes, stack underflow, bad strings) mean the bytes are simply not a pickle.
+_UNSAFE = re.compile(r"Unsupported global|unsupported GLOBAL|Can only create new object|Can only build")
+_ZIP = b"PK\x03\x04"  # torch.save's default format is a zip archive
+
+
 def load(path: Path) -> dict[str, Any]:
     """Read a checkpoint onto the CPU; anything but an intact archc checkpoint is a CheckpointError."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError("checkpoint not found", where=str(path), hint="check the path; a run writes RUN_DIR/last.pt and best.pt")
+        what = "checkpoint is not a regular file" if path.exists() else "checkpoint not found"
+        raise CheckpointError(what, where=str(path), hint="check the path; a run writes RUN_DIR/last.pt and best.pt")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a damaged or hostile file can fail in many ways inside the unpickler
-        unsafe = "Weights only load failed" in str(e)
-        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()] or [type(e).__name__]
-        found = next((ln for ln in lines if ln.startswith("WeightsUnpickler error")), lines[0])
-        raise CheckpointError(
-            "refusing to load a checkpoint that contains code or unknown objects" if unsafe else "checkpoint is damaged or not a PyTorch file",
-            where=str(path), expected="an archc checkpoint (tensors and plain values only)", found=found.split(". Please")[0][:200],
-            hint="only load checkpoints written by archc train" if unsafe else "use another checkpoint, e.g. best.pt, or retrain") from None
+        if _UNSAFE.search(str(e)):
+            raise CheckpointError("refusing to load a checkpoint that contains code or unknown objects", where=str(path),
+                                  expected="an archc checkpoint (tensors and plain values only)",
+                                  found=_unpickler_reason(e).split(". Please")[0][:200],
+                                  hint="only load checkpoints written by archc train") from None
+        raise CheckpointError("checkpoint is damaged or not a PyTorch file", where=str(path),
+                              expected="an archc checkpoint written by archc train", found=_describe_damage(path, e),
+                              hint="use another checkpoint (e.g. best.pt), or retrain") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError("not an archc checkpoint", where=str(path), expected=f"a dict tagged format={FORMAT!r}",
                               found=type(state).__name__ if not isinstance(state, dict) else f"keys {sorted(map(str, state))[:6]}",
@@ -108,11 +73,83 @@ def load(path: Path) -> dict[str, Any]:
     return state
 
 
-def load_model_state(model: torch.nn.Module, state: dict[str, Any], path: Path) -> None:
-    """Load the model weights, turning a mismatch with this architecture into a CheckpointError."""
+def _describe_damage(path: Path, e: Exception) -> str:
+    """What the file looks like, then the loader's first line: enough to tell a cut-off copy from a wrong file."""
     try:
-        model.load_state_dict(state["model"])
-    except (RuntimeError, KeyError) as e:
-        raise CheckpointError("checkpoint does not fit this architecture", where=str(path),
-                              found=str(e).strip().splitlines()[0][:300],
-                              hint="evaluate with the same .arch file and --set values the run was trained with") from None
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            head = f.read(4)
+    except OSError as err:
+        return f"cannot read it: {err.strerror or err}"
+    if size == 0:
+        return "an empty file (0 bytes)"
+    reason = _unpickler_reason(e)
+    if head == _ZIP:
+        return f"a PyTorch zip archive of {size:,} bytes that is cut off or corrupt ({reason[:120]})"
+    return f"{size:,} bytes starting {head.hex(' ')}, not a PyTorch file ({type(e).__name__}: {reason[:120]})"
+
+
+def _unpickler_reason(e: Exception) -> str:
+    """The loader's own complaint, without torch's advice about weights_only around it."""
+    text = str(e).split("WeightsUnpickler error:")[-1]
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()] or [type(e).__name__]
+    flagged = [ln for ln in lines if _UNSAFE.search(ln)]
+    plain = [ln for ln in lines if not ln.startswith("Weights only load failed")]
+    return (flagged or plain or lines)[0]
+
+
+def trained_with(state: dict[str, Any]) -> str:
+    """``ARCH --set k=v ...`` of the run that wrote ``state``, as far as its config says."""
+    config = state.get("config")
+    if not isinstance(config, dict):
+        return "an unknown architecture"
+    params = config.get("params") if isinstance(config.get("params"), dict) else {}
+    sets = "".join(f" --set {k}={v}" for k, v in params.items())
+    return f"{config.get('arch') or 'a module passed to train()'}{sets}"
+
+
+def run_params(state: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The arch parameters (``--set`` values) the checkpoint's run was trained with."""
+    config = state.get("config", {})
+    params = config.get("params", {}) if isinstance(config, dict) else config
+    if not isinstance(params, dict):
+        raise CheckpointError("checkpoint has no readable run configuration", where=str(path),
+                              expected="config.params: a dict of arch parameters",
+                              found=f"{'config.params' if isinstance(config, dict) else 'config'}: {type(params).__name__}",
+                              hint="pass a last.pt or best.pt written by archc train")
+    return params
+
+
+def load_model_state(model: torch.nn.Module, state: dict[str, Any], path: Path,
+                     hint: str = "evaluate with the .arch file and --set values the run was trained with") -> None:
+    """Load the model weights, turning a mismatch with this architecture into a CheckpointError naming it."""
+    weights = state.get("model")
+    if not isinstance(weights, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()):
+        raise CheckpointError("checkpoint holds no model weights", where=str(path), expected="model: names -> tensors",
+                              found="nothing" if weights is None else type(weights).__name__,
+                              hint="pass a last.pt or best.pt written by archc train")
+    mismatch = _mismatch(model.state_dict(), weights)
+    if mismatch:
+        raise CheckpointError(f"checkpoint does not fit this architecture ({type(model).__name__})", where=str(path),
+                              expected="the parameter names and shapes of this net",
+                              found=f"{mismatch}; the checkpoint was trained from {trained_with(state)}", hint=hint)
+    try:
+        model.load_state_dict(weights)
+    except (RuntimeError, KeyError, TypeError, ValueError) as e:  # dtype or layout trouble the check above missed
+        raise CheckpointError(f"checkpoint does not fit this architecture ({type(model).__name__})", where=str(path),
+                              found=str(e).strip().splitlines()[-1][:300], hint=hint) from None
+
+
+def _mismatch(want: dict[str, torch.Tensor], got: dict[str, torch.Tensor]) -> str:
+    """Missing names, extra names and shape differences, counted, with the first of each: '' when they fit."""
+    def shape(t: torch.Tensor) -> str:
+        return "×".join(map(str, t.shape)) or "scalar"
+
+    missing = [k for k in want if k not in got]
+    extra = [k for k in got if k not in want]
+    shapes = [f"{k}: {shape(got[k])} in the checkpoint, {shape(want[k])} here"
+              for k in want if k in got and got[k].shape != want[k].shape]
+    labels = (("shape mismatch", "shape mismatches", shapes), ("missing", "missing", missing),
+              ("unexpected", "unexpected", extra))
+    return "; ".join(f"{len(items)} {one if len(items) == 1 else many} (first: {items[0]})"
+                     for one, many, items in labels if items)

@@ -13,7 +13,7 @@ from typing import Any, Callable, Literal, get_args, get_origin
 import click
 from pydantic_core import PydanticUndefined
 
-from dsl.errors import ArchError
+from dsl.errors import ArchError, CheckpointError
 from runtime import checkpoint as ckpt
 from runtime.cli import FILE, parse_sets
 from runtime.config import TrainConfig, resolve_config
@@ -105,8 +105,19 @@ def _arch_facts(arch: Path, params: dict[str, Any]) -> dict[str, Any]:
 def eval_command(file: Path, checkpoint_path: Path, data: str, as_json: bool, plot: Path | None,
                  sets: tuple[str, ...], device: str) -> None:
     state = ckpt.load(checkpoint_path)
-    params = {**state["config"].get("params", {}), **parse_sets(sets)}  # build the net the run trained
-    result = evaluate(build_model(file, params), checkpoint_path, data, device=device, plot=plot, state=state)
+    trained = ckpt.run_params(state, checkpoint_path)
+    params = {**trained, **parse_sets(sets)}  # build the net the run trained
+    try:
+        model = build_model(file, params)
+    except ArchError as err:  # the run's --set values do not suit this FILE: a checkpoint of another net
+        if not trained or err.where != "--set":
+            raise
+        raise CheckpointError(f"checkpoint does not fit {Path(file).name}", where=str(checkpoint_path),
+                              found=f"it was trained from {ckpt.trained_with(state)}; with those values "
+                                    f"{err.where or file}: {err.what}",
+                              hint="evaluate with the .arch file the run was trained with, or override its values "
+                                   "with --set") from None
+    result = evaluate(model, checkpoint_path, data, device=device, plot=plot, state=state)
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:

@@ -76,17 +76,21 @@ def restore(s: Session) -> tuple[int, list[dict], dict]:
     """Load ``out/last.pt`` into the session; returns (finished epochs, metrics history, best so far)."""
     path = s.cfg.out / "last.pt"
     saved = checkpoint.load(path)
-    checkpoint.load_model_state(s.model, saved, path)
+    checkpoint.load_model_state(s.model, saved, path, hint="resume with the .arch file and --set values the run was "
+                                "started with (RUN_DIR/config.json keeps them), or start a new run with another --out")
     try:
+        epoch, history, best = saved["epoch"], saved["history"], saved["best"]
+        if not (isinstance(epoch, int) and 0 <= epoch <= s.cfg.epochs and isinstance(history, list) and isinstance(best, dict)):
+            raise ValueError(f"epoch {epoch!r} of {s.cfg.epochs}, history {type(history).__name__}, best {type(best).__name__}")
         s.optimizer.load_state_dict(saved["optimizer"])
         s.schedule.load_state_dict(saved["schedule"])
         s.generator.set_state(saved["data_generator"])
-        epoch, history, best = saved["epoch"], saved["history"], saved["best"]
-    except (KeyError, ValueError, RuntimeError, TypeError) as e:
+        if s.rank == 0:
+            rng.restore(saved["rng"])
+        else:  # other ranks' streams (their dropout masks) need only differ from rank 0's, not replay
+            rng.seed_everything(s.cfg.seed + s.rank + s.world * epoch)
+    except (KeyError, ValueError, RuntimeError, TypeError, AttributeError, IndexError) as e:
+        found = f"no {e.args[0]!r} entry" if isinstance(e, KeyError) else f"{type(e).__name__}: {str(e)[:200]}"
         raise CheckpointError("the checkpoint's training state does not fit this run", where=str(path),
-                              found=str(e)[:200], hint="start a new run with another --out") from None
-    if s.rank == 0:
-        rng.restore(saved["rng"])
-    else:  # other ranks' streams (their dropout masks) need only differ from rank 0's, not replay
-        rng.seed_everything(s.cfg.seed + s.rank + s.world * epoch)
+                              found=found, hint="start a new run with another --out") from None
     return epoch, history, best

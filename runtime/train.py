@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -14,14 +15,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from dsl.errors import UsageError
-from runtime import checkpoint, distributed, rng, session
+from dsl.errors import CheckpointError, UsageError
+from runtime import atomic, checkpoint, distributed, rng, session
 from runtime.config import TrainConfig
 from runtime.loop import heldout_accuracy, train_epoch
 from runtime.report import Display, plot_curves, write_json, write_metrics
 from runtime.session import Session
 
 STALE = ("best.pt", "summary.json", "metrics.jsonl", "curves.png")  # a fresh run in an old folder drops these
+RUN_FILES = ("config.json", "last.pt", *STALE)
 NO_BEST = {"test_acc": None, "epoch": 0}
 
 
@@ -67,8 +69,13 @@ def _start_fresh(s: Session) -> None:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise UsageError("cannot create the run folder", where=f"--out {out}", found=str(e), hint="choose a writable path") from None
-        for name in STALE:
-            (out / name).unlink(missing_ok=True)
+        try:
+            for name in STALE:
+                (out / name).unlink(missing_ok=True)
+        except OSError as e:  # e.g. a read-only folder holding an earlier run
+            raise UsageError("cannot clear the earlier run's files from the run folder", where=f"--out {out}",
+                             found=f"{e.filename}: {e.strerror or e}", hint="make it writable, or choose another --out") from None
+        atomic.remove_temporaries(out, RUN_FILES)
         write_json(out / "config.json", s.cfg.model_dump(mode="json"))
         checkpoint.save(out / "last.pt", session.state(s, 0, [], NO_BEST))  # fails early if --out is unwritable
 
@@ -80,9 +87,11 @@ def _train(cfg: TrainConfig, model: nn.Module, device: torch.device, extra: dict
     s = session.create(cfg, model, device)
     if cfg.resume:
         done, history, best = session.restore(s)
+        distributed.on_rank0(lambda: atomic.remove_temporaries(cfg.out, RUN_FILES), s.device, "tidy the run folder")
     else:
         _start_fresh(s)
         done, history, best = 0, [], NO_BEST
+    saved = [done]  # the epoch last.pt holds (rank 0), updated the moment its write lands
     display = Display(s.rank == 0, cfg.quiet, cfg.epochs, s.steps, cfg.batch_size)
     try:
         for epoch in range(done + 1, cfg.epochs + 1):
@@ -96,25 +105,35 @@ def _train(cfg: TrainConfig, model: nn.Module, device: torch.device, extra: dict
             history.append(rec)
             improved = test_acc is not None and (best["test_acc"] is None or test_acc > best["test_acc"])
             best = {"test_acc": test_acc, "epoch": epoch} if improved else best
-            distributed.on_rank0(lambda: _save_epoch(s, epoch, history, best, improved), s.device, "save the epoch")
-            done = epoch
+            distributed.on_rank0(lambda: _save_epoch(s, epoch, history, best, improved, saved), s.device, "save the epoch")
             display.line(rec)
     except KeyboardInterrupt:
-        display.note(f"\ninterrupted: {cfg.out / 'last.pt'} holds epoch {done} of {cfg.epochs}.\n"
-                     f"continue with: archc train {cfg.arch or 'FILE'} --out {cfg.out} --resume")
+        display.note(f"\ninterrupted: {cfg.out / 'last.pt'} holds epoch {saved[0]} of {cfg.epochs}.\n"
+                     f"continue with: {_resume_command(cfg)}")
         raise
     summary = _summary(s, history, best) | extra
     distributed.on_rank0(lambda: write_json(cfg.out / "summary.json", summary), s.device, "write summary.json")
     return summary
 
 
-def _save_epoch(s: Session, epoch: int, history: list[dict], best: dict, improved: bool) -> None:
+def _resume_command(cfg: TrainConfig) -> str:
+    return f"archc train {shlex.quote(str(cfg.arch)) if cfg.arch else 'FILE'} --out {shlex.quote(str(cfg.out))} --resume"
+
+
+def _save_epoch(s: Session, epoch: int, history: list[dict], best: dict, improved: bool, saved: list[int]) -> None:
+    """Write last.pt (then best.pt, metrics.jsonl, curves.png); a failed write says what to do, then how to go on."""
     out = s.cfg.out
-    checkpoint.save(out / "last.pt", session.state(s, epoch, history, best))
-    if improved:
-        checkpoint.copy(out / "last.pt", out / "best.pt")
-    write_metrics(out / "metrics.jsonl", history)
-    plot_curves(out / "curves.png", history)
+    try:
+        checkpoint.save(out / "last.pt", session.state(s, epoch, history, best))
+        saved[0] = epoch
+        if improved:
+            checkpoint.copy(out / "last.pt", out / "best.pt")
+        write_metrics(out / "metrics.jsonl", history)
+        plot_curves(out / "curves.png", history)
+    except CheckpointError as err:  # a full disk, a size limit, a folder gone read-only
+        raise CheckpointError(f"{err.what}; training stopped after epoch {epoch}", where=err.where, found=err.found,
+                              hint=f"{getattr(err, 'fix', 'fix that')}, then continue from epoch {saved[0]} (what last.pt holds) with: "
+                                   f"{_resume_command(s.cfg)}") from None
 
 
 def _summary(s: Session, history: list[dict], best: dict) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Shared pieces of the runtime tests: a tiny CNN, small CIFAR slices, and a training-run launcher.
+"""Shared pieces of the runtime tests: a tiny CNN, small CIFAR slices, tiny .arch nets, and a launcher for
+`archc` in a fresh process.
 
 Kept importable by name (``import runtime_kit``) so spawned processes can unpickle TinyNet.
 """
@@ -17,7 +18,6 @@ from torch import nn
 REPO = Path(__file__).resolve().parents[2]
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "cifar10-subset" / "cifar-10-batches-py"
 SAMPLE = REPO / "runtime" / "sample" / "cifar-10-batches-py"
-HERE = Path(__file__).resolve().parent
 
 
 class TinyNet(nn.Module):
@@ -61,24 +61,52 @@ def _dump(path: Path, data: np.ndarray, labels: list[int]) -> None:
         pickle.dump({"batch_label": path.name, "labels": list(labels), "data": np.ascontiguousarray(data)}, f)
 
 
-RUN = """
-import sys, torch
-sys.path[:0] = {paths!r}
-from runtime.config import TrainConfig
-from runtime.rng import seed_everything
-from runtime.train import train
-from runtime_kit import TinyNet
-cfg = TrainConfig(**{cfg!r})
-seed_everything(cfg.seed)
-train(cfg, TinyNet(bn={bn!r}))
+# A real .arch net for runs through the `archc` command line: ~900 parameters, a few ms per step on
+# one CPU thread, with dropout so a resume must restore the RNG streams to match.
+TINY_ARCH = """\
+arch tiny(width = 8, classes = 10)
+input [3, 32, 32]
+
+conv(width, 3, pad = 1, bias = false); bn; relu; maxpool(4)
+conv(width, 3, pad = 1); relu
+gap; flatten
+dropout(0.1)
+linear(classes)
+"""
+
+# Almost all of its ~82k parameters in the head, so a checkpoint doubles in size once SGD has momentum
+# buffers: last.pt of epoch 0 is ~0.35 MB, of epoch 1 ~0.7 MB. A limit in between fails the second write.
+WIDE_ARCH = """\
+arch wide(width = 8, classes = 10)
+input [3, 32, 32]
+
+conv(width, 3, pad = 1, bias = false); bn; relu
+flatten
+dropout(0.1)
+linear(classes)
 """
 
 
-def run_training(cfg: dict, bn: bool = True, wait: bool = True, threads: int = 1) -> subprocess.Popen | subprocess.CompletedProcess:
-    """Train TinyNet in a fresh interpreter (fixed thread count, so reruns compute identically)."""
-    code = RUN.format(paths=[str(REPO), str(HERE)], cfg={k: str(v) if isinstance(v, Path) else v for k, v in cfg.items()}, bn=bn)
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONHASHSEED": "0"}
-    args = [sys.executable, "-c", code]
+def archc(args: list, wait: bool = True, prefix: list | None = None, **popen) -> subprocess.Popen | subprocess.CompletedProcess:
+    """``python -m runtime.cli ARGS`` in a fresh interpreter, on one thread, so reruns compute identically.
+
+    ``prefix`` goes before the interpreter (e.g. ``unshare -m ...``); ``popen`` reaches subprocess as is.
+    """
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+    cmd = [*(prefix or []), sys.executable, "-m", "runtime.cli", *map(str, args)]
     if wait:
-        return subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
-    return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=180, **popen)
+    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+
+
+def epochs_done(run: Path) -> int:
+    """Epochs listed in RUN/metrics.jsonl (written right after each epoch's last.pt); 0 before the first."""
+    try:
+        return len((run / "metrics.jsonl").read_text().splitlines())
+    except FileNotFoundError:
+        return 0
+
+
+def temporaries(run: Path) -> list[str]:
+    """Files an atomic write left behind (``.last.pt.XXXX.tmp``)."""
+    return sorted(p.name for p in run.glob(".*.tmp"))

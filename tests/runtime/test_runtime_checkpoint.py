@@ -1,19 +1,21 @@
 """Atomic checkpoint writes, and loads that refuse damaged, foreign and hostile files."""
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import random
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from dsl.errors import CheckpointError
-from runtime import checkpoint, rng
+from runtime import atomic, checkpoint, rng
 from runtime_kit import REPO, TinyNet
 
 
@@ -43,7 +45,7 @@ def test_file_size_limit_keeps_the_previous_checkpoint(tmp_path):
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    assert str(tmp_path / "last.pt") in out.stdout and "File too large" in out.stdout
+    assert str(tmp_path / "last.pt") in out.stdout and "file too large" in out.stdout and "EFBIG" in out.stdout
     state = checkpoint.load(tmp_path / "last.pt")
     assert state["epoch"] == 1 and torch.equal(state["w"], torch.ones(10))
     assert os.listdir(tmp_path) == ["last.pt"]
@@ -123,3 +125,72 @@ def test_rng_states_survive_a_weights_only_roundtrip(tmp_path):
     rng.seed_everything(99)
     rng.restore(checkpoint.load(tmp_path / "s.pt")["rng"])
     assert (random.random(), np.random.rand(), torch.rand(1)) == expected
+
+
+@pytest.mark.parametrize("code, why, fix", [
+    (errno.ENOSPC, "no space left on the device", "free space"),
+    (errno.EDQUOT, "disk quota exceeded", "quota"),
+    (errno.EFBIG, "file too large", "ulimit -f"),
+    (errno.EACCES, "permission denied", "chmod"),
+    (errno.EROFS, "read-only file system", "remount"),
+    (errno.EIO, "Input/output error", "check the folder"),
+])
+def test_failed_write_says_why_and_how_to_fix_and_keeps_the_old_file(tmp_path, monkeypatch, code, why, fix):
+    """The OSError surfaces at fsync here (as ENOSPC does on some file systems); the real ones: test_runtime_faults."""
+    path = tmp_path / "last.pt"
+    checkpoint.save(path, {"epoch": 1})
+    before = path.read_bytes()
+
+    def fail(fd):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(os, "fsync", fail)
+    with pytest.raises(CheckpointError) as e:
+        checkpoint.save(path, {"epoch": 2})
+    message = str(e.value)
+    assert message.startswith(f"{path}: checkpoint error: could not write last.pt: {why}")
+    assert "; the previous last.pt is kept unchanged" in message.splitlines()[0]
+    assert errno.errorcode[code] in message and fix in e.value.hint
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["last.pt"]
+
+
+def test_folder_turning_read_only_during_a_write_is_still_a_checkpoint_error(tmp_path, monkeypatch):
+    """Neither the rename nor removing the temporary file is possible then; the error must stay the write's."""
+    def refuse(*args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(os, "replace", refuse)
+    monkeypatch.setattr(Path, "unlink", refuse)
+    with pytest.raises(CheckpointError, match="read-only file system"):
+        checkpoint.save(tmp_path / "last.pt", {"epoch": 1})
+
+
+def test_remove_temporaries_takes_only_what_atomic_write_left_for_the_named_files(tmp_path):
+    names = [".last.pt.k2j3.tmp", ".curves.png.x.tmp", ".other.tmp", "last.pt", ".last.pt", "notes.tmp"]
+    for name in names:
+        (tmp_path / name).write_bytes(b"x")
+    atomic.remove_temporaries(tmp_path, ("last.pt", "curves.png"))
+    assert sorted(os.listdir(tmp_path)) == sorted([".other.tmp", "last.pt", ".last.pt", "notes.tmp"])
+
+
+def test_random_bytes_are_damaged_files_not_code(tmp_path):
+    """Torch reads most random bytes as a broken pickle; that is a damaged file, not a hostile one."""
+    path = tmp_path / "noise.pt"
+    for seed in range(100):
+        r = random.Random(seed)
+        path.write_bytes(r.randbytes(r.randrange(1, 4096)))
+        with pytest.raises(CheckpointError) as e:
+            checkpoint.load(path)
+        assert str(e.value).startswith(f"{path}: checkpoint error: "), seed
+        assert "refusing" not in str(e.value) or "GLOBAL" in str(e.value), (seed, str(e.value))
+
+
+def test_load_model_state_names_the_first_difference(tmp_path):
+    path = tmp_path / "last.pt"
+    checkpoint.save(path, {"model": TinyNet().state_dict(), "config": {"arch": "tiny.arch", "params": {"width": 4}}})
+    wider = TinyNet()
+    wider.head = torch.nn.Linear(16, 100)
+    with pytest.raises(CheckpointError) as e:
+        checkpoint.load_model_state(wider, checkpoint.load(path), path)
+    assert "2 shape mismatches (first: head.weight: 10×16 in the checkpoint, 100×16 here)" in str(e.value)
+    assert "trained from tiny.arch --set width=4" in str(e.value)

@@ -1,14 +1,16 @@
-"""Training runs end to end: files, evaluation, divergence, interruption, kill/resume, two processes."""
+"""Training runs end to end: files, evaluation, divergence, interruption, two processes.
+
+Kills, Ctrl-C from outside, failed writes and bad checkpoints: test_runtime_faults.py.
+"""
 from __future__ import annotations
 
 import json
-import signal
-import time
+from pathlib import Path
 
 import pytest
 import torch
 
-from dsl.errors import DivergedError
+from dsl.errors import DivergedError, UsageError
 from runtime import checkpoint
 from runtime.augment import MEAN, STD
 from runtime.config import TrainConfig
@@ -16,7 +18,7 @@ from runtime.data import load_cifar10
 from runtime.evaluate import evaluate
 from runtime.rng import seed_everything
 from runtime.train import train
-from runtime_kit import TinyNet, run_training, write_slice
+from runtime_kit import TinyNet
 
 RUN_FILES = {"config.json", "metrics.jsonl", "last.pt", "best.pt", "curves.png", "summary.json"}
 
@@ -101,29 +103,18 @@ def test_interrupt_says_how_to_resume_and_resume_finishes(tiny_data, tmp_path, c
     assert summary["epochs"] == 3 and len((out / "metrics.jsonl").read_text().splitlines()) == 3
 
 
-def test_killed_run_resumes_to_bit_identical_weights(tmp_path):
-    """SIGKILL a run after its first epoch's checkpoint, resume it, compare with an uninterrupted run."""
-    data = write_slice(tmp_path / "data", 600, 100)
-    cfg = {"data": data, "epochs": 5, "batch_size": 50, "quiet": True, "device": "cpu", "seed": 7}
-    ref = run_training(cfg | {"out": tmp_path / "ref"}, wait=False)  # one thread each, so both can run at once
-    killed = tmp_path / "killed"
-    proc = run_training(cfg | {"out": killed}, wait=False)
-    deadline = time.monotonic() + 120
-    while not (killed / "metrics.jsonl").exists():  # written right after epoch 1's last.pt
-        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else "timeout"
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert ref.wait(timeout=120) == 0, ref.stderr.read()
-    stopped_at = checkpoint.load(killed / "last.pt")["epoch"]
-    assert 1 <= stopped_at < 5 and not (killed / "summary.json").exists(), "the run ended before it could be killed"
+def test_run_folder_whose_old_files_cannot_be_removed_is_a_usage_error(tiny_data, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "best.pt").write_bytes(b"from an earlier run")
 
-    resumed = run_training(cfg | {"out": killed, "resume": True})
-    assert resumed.returncode == 0, resumed.stderr
-    a, b = checkpoint.load(tmp_path / "ref" / "last.pt"), checkpoint.load(killed / "last.pt")
-    assert a["epoch"] == b["epoch"] == 5
-    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
-    assert [r["loss"] for r in a["history"]] == [r["loss"] for r in b["history"]]
+    def refuse(self, missing_ok=False):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "unlink", refuse)  # what a read-only folder does (root ignores chmod)
+    with pytest.raises(UsageError) as e:
+        train(_cfg(tiny_data, out), _fresh_net())
+    assert f"--out {out}" in str(e.value) and f"{out / 'best.pt'}: Permission denied" in str(e.value)
 
 
 def test_two_gloo_processes_match_one_process(tiny_data, tmp_path):
