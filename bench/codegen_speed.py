@@ -11,10 +11,13 @@ Prints, from one run on this machine:
   4. `archc compile FILE` end to end against constructing the torchvision model, each in a
      fresh process; target <= 1.2x.
 
-Throughput pairs are timed in interleaved rounds (A then B, then B then A, ...) so drift in
-the machine's speed hits both sides; the ratio is the median over rounds. Memory is the
-growth of the resident set over one training step in a fresh process, after a warm-up
-step, with glibc's mmap threshold fixed so freed tensors leave the resident set at once.
+Every measurement runs in a fresh process, as a real training run would: two models
+stepping in one process share the allocator, and on a CPU whether a step's buffers are
+recycled or freshly faulted in moves a step's time by 10-25%. Throughput pairs are timed in
+rounds (archc then reference, then the other way round) and the ratio is the median over
+rounds of the median step times. Memory is the growth of the resident set over one training
+step after a warm-up step, with glibc's mmap threshold fixed so freed tensors leave the
+resident set at once.
 
 Run: .venv/bin/python bench/codegen_speed.py [--quick]
 """
@@ -77,43 +80,65 @@ class Stepper:
         return time.perf_counter() - t
 
 
-def throughput_ratio(ours: nn.Module, ref: nn.Module, batch: int, size: int, classes: int,
+def step_seconds(model: nn.Module, batch: int, size: int, classes: int, steps: int) -> float:
+    """Median seconds per training step, after two warm-up steps (allocator, oneDNN primitive caches)."""
+    s = Stepper(model, batch, size, classes)
+    s.timed(2)
+    return statistics.median(s.timed(1) for _ in range(steps))
+
+
+def child(job: dict) -> float | dict:
+    """One measurement in a fresh process (``--child JSON``): how a model really trains, with
+    no other model's memory in the allocator."""
+    side, name, params = job["side"], job["name"], job.get("params", {})
+    if side == "archc":
+        model = archc_model(name, **params)
+    elif side == "torchvision":
+        model = torchvision_model(name, **params)
+    else:
+        model = seed_twin(name)
+    if job["kind"] == "memory":
+        return memory_step(model, job["steps"])
+    return step_seconds(model, job["batch"], job["size"], job["classes"], job["steps"])
+
+
+def in_child(job: dict, env: dict | None = None):
+    out = subprocess.run([sys.executable, __file__, "--child", json.dumps(job)], env=env,
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def throughput_ratio(name: str, ref: str, batch: int, size: int, classes: int,
                      rounds: int, steps: int) -> tuple[float, float, float]:
-    """(archc images/s, reference images/s, median per-round ratio archc/reference)."""
-    a, b = Stepper(ours, batch, size, classes), Stepper(ref, batch, size, classes)
-    a.timed(1), b.timed(1)  # warm-up: allocator, oneDNN primitive caches
+    """(archc images/s, reference images/s, median per-round ratio archc/reference).
+
+    Each round trains both sides in turn, each in a fresh process, alternating which goes
+    first, so slow drift in the machine's speed hits both sides alike."""
+    job = {"kind": "throughput", "name": name, "batch": batch, "size": size, "classes": classes, "steps": steps}
     ta, tb = [], []
     for r in range(rounds):
-        first, second = (a, b) if r % 2 == 0 else (b, a)
-        t1, t2 = first.timed(steps), second.timed(steps)
-        ta.append(t1 if first is a else t2)
-        tb.append(t2 if first is a else t1)
+        sides = ("archc", ref) if r % 2 == 0 else (ref, "archc")
+        got = {side: in_child(job | {"side": side}) for side in sides}
+        ta.append(got["archc"])
+        tb.append(got[ref])
     ratio = statistics.median(y / x for x, y in zip(ta, tb))
-    images = batch * steps
-    return images / statistics.median(ta), images / statistics.median(tb), ratio
+    return batch / statistics.median(ta), batch / statistics.median(tb), ratio
 
 
 def section_throughput(args):
     yield "| model | batch × size | archc img/s | reference img/s | ratio | target |"
     yield "|---|---|---|---|---|---|"
-    big = [(n, "torchvision", 1.0 if "densenet" in n else 0.98) for n in ("resnet50", "densenet121")]
-    pairs = [(n, ref, target, 8, 224, 1000) for n, ref, target in big]
+    pairs = [(n, "torchvision", 1.0 if "densenet" in n else 0.98, 8, 224, 1000) for n in ("resnet50", "densenet121")]
     pairs += [(n, "hand-written", 0.98, 128, 32, 10) for n in SEEDS]
-    for name, ref_kind, target, batch, size, classes in pairs:
-        ref = torchvision_model(name) if ref_kind == "torchvision" else seed_twin(name)
-        ours = archc_model(name)
-        ips_a, ips_b, ratio = throughput_ratio(ours, ref, batch, size, classes, args.rounds, args.steps)
+    for name, ref, target, batch, size, classes in pairs:
+        ips_a, ips_b, ratio = throughput_ratio(name, ref, batch, size, classes, args.rounds, args.steps)
         mark = "met" if ratio >= target else "MISSED"
-        yield (f"| {name} vs {ref_kind} | {batch} × {size} | {ips_a:.1f} | {ips_b:.1f} | "
+        yield (f"| {name} vs {ref} | {batch} × {size} | {ips_a:.1f} | {ips_b:.1f} | "
                f"{ratio:.3f} | ≥ {target} {mark} |")
 
 
-def memory_child(which: str, steps: int) -> dict:
-    """In a fresh process: RSS growth over one densenet121 training step (batch 8 at 224)."""
-    model = {"archc": lambda: archc_model("densenet121"),
-             "archc-efficient": lambda: archc_model("densenet121", efficient=True),
-             "torchvision": lambda: torchvision_model("densenet121"),
-             "torchvision-efficient": lambda: torchvision_model("densenet121", memory_efficient=True)}[which]()
+def memory_step(model: nn.Module, steps: int) -> dict:
+    """RSS growth over one densenet121 training step (batch 8 at 224), and the median step time."""
     s = Stepper(model, 8, 224, 1000)
     s.step()  # warm-up: grads, momentum buffers, primitive caches exist from here on
     base = _status_kb("VmRSS")
@@ -133,11 +158,10 @@ def _status_kb(key: str) -> int:
 
 def section_memory(args):
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")  # big frees go back to the OS at once
-    got = {}
-    for which in ("archc", "archc-efficient", "torchvision", "torchvision-efficient"):
-        out = subprocess.run([sys.executable, __file__, "--memory-child", which, "--steps", str(args.steps)],
-                             env=env, check=True, capture_output=True, text=True).stdout
-        got[which] = json.loads(out.strip().splitlines()[-1])
+    runs = {"archc": ("archc", {}), "archc-efficient": ("archc", {"efficient": True}),
+            "torchvision": ("torchvision", {}), "torchvision-efficient": ("torchvision", {"memory_efficient": True})}
+    got = {which: in_child({"kind": "memory", "side": side, "name": "densenet121", "params": params,
+                            "steps": args.steps}, env) for which, (side, params) in runs.items()}
     yield "| densenet121, batch 8 at 224 | step peak memory | step time |"
     yield "|---|---|---|"
     for which, r in got.items():
@@ -162,6 +186,9 @@ def fresh_process_seconds(code_or_cmd: list[str], runs: int) -> float:
 def section_compile(args):
     yield "| model | `archc compile` | torchvision constructor | ratio | target |"
     yield "|---|---|---|---|---|"
+    # Byte-compile the project as a normal run leaves it (torchvision's .pyc come with its wheel;
+    # this sandbox sets PYTHONDONTWRITEBYTECODE, which would recompile archc on every start).
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "dsl", "compiler", "runtime"], cwd=ROOT, check=True)
     for name in ("resnet50", "densenet121"):
         ours = fresh_process_seconds([sys.executable, "-m", "runtime.cli", "compile", f"archs/{name}.arch"], args.runs)
         ref = fresh_process_seconds([sys.executable, "-c", f"import torchvision; torchvision.models.{name}()"], args.runs)
@@ -173,13 +200,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer rounds: a smoke run, not figures")
     ap.add_argument("--only", choices=("throughput", "memory", "compile"), action="append")
-    ap.add_argument("--memory-child", help=argparse.SUPPRESS)
+    ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--steps", type=int, default=None, help="training steps per timed round")
     args = ap.parse_args()
-    args.rounds, args.runs = (2, 1) if args.quick else (7, 5)
-    args.steps = args.steps or (1 if args.quick else 3)
-    if args.memory_child:
-        print(json.dumps(memory_child(args.memory_child, args.steps)))
+    args.rounds, args.runs = (1, 1) if args.quick else (3, 5)
+    args.steps = args.steps or (1 if args.quick else 5)
+    if args.child:
+        print(json.dumps(child(json.loads(args.child))))
         return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
     sections = {"throughput": section_throughput, "memory": section_memory, "compile": section_compile}

@@ -21,6 +21,7 @@ from collections import defaultdict
 import torch
 import torch.fx as fx
 
+from compiler.codegen import inplace
 from compiler.ir import Graph
 from dsl.errors import ValidationError
 
@@ -90,14 +91,25 @@ class _Lowering:
         if op == "concat":
             return tuple(p for i in ins for p in self.pieces(i))
         if op == "add":
-            acc = self.tensor(ins[0])
-            for k, src in enumerate(ins[1:], 2):
-                partial = None if k == len(ins) else f"{node.id}_partial"
-                acc = self.node("call_function", operator.add, (acc, self.tensor(src)), node.id, partial)
-            return acc
+            return self.add(node.id, list(ins))
         if op == "flatten":
             return self.node("call_function", torch.flatten, (self.tensor(ins[0]), 1), node.id)
         return self.node("call_module", node.id, (self.tensor(ins[0]),), node.id)
+
+    def add(self, ir_id: str, ins: list[str]):
+        """A chain of adds, written into the first operand's buffer when it may be overwritten
+        (``x += y``, as torchvision's ``out += identity``); a + b == b + a exactly, so with two
+        operands either may be the one written."""
+        free = [inplace.overwritable(self.g, src, ir_id) for src in ins]
+        if len(ins) == 2 and free == [False, True]:
+            ins.reverse()
+        acc, free = self.tensor(ins[0]), any(free) if len(ins) == 2 else free[0]
+        for k, src in enumerate(ins[1:], 2):
+            partial = None if k == len(ins) else f"{ir_id}_partial"
+            kind, target = ("call_method", "add_") if free else ("call_function", operator.add)
+            acc = self.node(kind, target, (acc, self.tensor(src)), ir_id, partial)
+            free = True  # a partial sum is ours to overwrite
+        return acc
 
     def pieces(self, ir_id: str) -> tuple:
         v = self.values[ir_id]

@@ -45,7 +45,7 @@ def _short(v):
 def ctor(op: str, a, c_in: int, overwrite: bool = False) -> Ctor | None:
     """The module for one op with arguments ``a`` and ``c_in`` input channels (or features).
 
-    ``overwrite``: the op may write its result over its input (see ``tree.may_overwrite``).
+    ``overwrite``: the op may write its result over its input (``inplace.overwritable``).
     """
     if overwrite and op in INPLACE:
         return INPLACE[op](a)

@@ -10,6 +10,7 @@ import keyword
 
 import torch.nn as nn
 
+from compiler.codegen import inplace
 from compiler.codegen.layers import Block
 from compiler.codegen.modules import Ctor, ctor
 from compiler.ir import Graph
@@ -21,30 +22,11 @@ def module_plan(g: Graph) -> list[tuple[str, Ctor]]:
     plan = []
     for n in g.topo():
         node, ins = g.node(n), g.inputs(n)
-        c = ctor(node.op, node.args, g.shapes[ins[0]][0] if ins else 0, may_overwrite(g, n))
+        in_place = len(ins) == 1 and inplace.overwritable(g, ins[0], n)
+        c = ctor(node.op, node.args, g.shapes[ins[0]][0] if ins else 0, in_place)
         if c is not None:
             plan.append((n, c))
     return plan
-
-
-# Ops whose result is a fresh tensor that their own backward does not read: an activation
-# may overwrite it. (conv, linear and bn save their input; pools their input or nothing.)
-FRESH = {"conv", "bn", "linear", "add", "concat", "scale", "maxpool", "avgpool", "adaptive_avgpool", "gap"}
-
-
-def may_overwrite(g: Graph, n: str) -> bool:
-    """Whether node ``n`` may write its result over its input tensor.
-
-    Safe when the input is a fresh tensor nothing else reads (no other consumer would see the
-    overwritten values, and its producer's backward does not need it), made in the same
-    checkpoint region (a region's inputs are kept for the recompute and must stay as they were).
-    """
-    ins = g.inputs(n)
-    if len(ins) != 1:
-        return False
-    src = ins[0]
-    return (g.node(src).op in FRESH and g.consumers(src) == [n]
-            and g.node(src).checkpoint == g.node(n).checkpoint)
 
 
 def scope_kinds(g: Graph) -> dict[str, str]:
