@@ -189,7 +189,7 @@ class Elaborator:
             a = attrs["drop_path"]
             ev = self.ev(env, out)
             args = bind_op(OPS["drop_path"], [ev(x) for x in a.args], [(k, ev(v)) for k, v in a.kwargs], a.span, {})
-            out = self.emit("drop_path", args, [out], scope.join(scope.fresh("drop_path")), a.span)
+            out = self.emit("drop_path", args, [out], _drop_path_id(scope, out), a.span)
         return out
 
     def _enabled(self, attr, env, cur) -> bool:
@@ -272,6 +272,14 @@ def _label_text(v, node) -> str:
     if type(v) not in (int, str):
         raise EvalError("a label can only interpolate ints and strings", node.span, found=type_name(v))
     return str(v)
+
+
+def _drop_path_id(scope: Scope, out: str) -> str:
+    """``blk.drop_path`` inside the item's scope; beside a labelled op (``c_drop_path``), whose
+    scope is the op itself: a module cannot hold a DropPath child (``c.drop_path``)."""
+    if out == scope.path and scope.parent is not None:
+        return scope.parent.join(scope.parent.fresh(f"{scope.parts[-1]}_drop_path"))
+    return scope.join(scope.fresh("drop_path"))
 
 
 def _base_name(item) -> str:

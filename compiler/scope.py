@@ -17,10 +17,10 @@ _SEGMENT = re.compile(r"[A-Za-z0-9_]+")
 
 
 class Scope:
-    __slots__ = ("parts", "used", "counters")
+    __slots__ = ("parts", "used", "counters", "parent")
 
-    def __init__(self, parts: tuple = ()):
-        self.parts, self.used, self.counters = parts, set(), {}
+    def __init__(self, parts: tuple = (), parent: "Scope | None" = None):
+        self.parts, self.used, self.counters, self.parent = parts, set(), {}, parent
 
     @property
     def path(self) -> str:
@@ -56,4 +56,4 @@ class Scope:
         return label
 
     def child(self, name: str) -> "Scope":
-        return Scope((*self.parts, name))
+        return Scope((*self.parts, name), self)

@@ -45,6 +45,13 @@ def init(device_type: str) -> None:
         dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
 
 
+def barrier() -> None:
+    """Wait for every rank: no rank may tear the group down while a peer still talks to it (gloo
+    aborts the process then: "terminate called without an active exception")."""
+    if dist.is_initialized():
+        dist.barrier()
+
+
 def shutdown() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()

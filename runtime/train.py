@@ -52,7 +52,9 @@ def train(cfg: TrainConfig, model: nn.Module, extra: dict[str, Any] | None = Non
         torch.cuda.set_device(device)  # before NCCL starts, so each rank's communicator uses its own GPU
     distributed.init(device.type)
     try:
-        return _train(cfg, model, device, extra or {})
+        summary = _train(cfg, model, device, extra or {})
+        distributed.barrier()  # only on success: after a failure a peer may be gone, and this would wait
+        return summary
     finally:
         distributed.shutdown()
 

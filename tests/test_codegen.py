@@ -261,3 +261,8 @@ def test_macs_match_flop_counter():
 def test_python_keyword_labels_are_refused():
     with pytest.raises(ArchError, match="Python keyword"):
         build("arch k\ninput [3, 8, 8]\nclass: conv(4, 1)")
+
+
+def test_drop_path_on_a_labelled_op_sits_beside_it():
+    model = build("arch t\ninput [3, 8, 8]\nadd {\n identity\n c: conv(3, 3, pad = 1) @drop_path(0.1)\n}\n")
+    assert isinstance(model.c_drop_path, DropPath) and not list(model.c.children())
