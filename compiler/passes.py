@@ -88,7 +88,7 @@ def bind_params(m, overrides: dict) -> dict:
     for p in m.params:
         default = Evaluator(params)(p.default) if p.default is not None else None
         if p.name in overrides:
-            value = overrides[p.name]
+            value = _as_dsl(overrides[p.name])
             if default is not None and not _same_type(default, value):
                 raise UsageError(f"`--set {p.name}` has the wrong type", where="--set",
                                  expected=f"{type_name(default)} (default {show(default)})",
@@ -101,6 +101,11 @@ def bind_params(m, overrides: dict) -> dict:
         else:
             params[p.name] = default
     return params
+
+
+def _as_dsl(v):
+    """The language's lists are tuples; a Python caller's lists (``build(..., blocks=[2, 2])``) become them."""
+    return tuple(_as_dsl(x) for x in v) if isinstance(v, (list, tuple)) else v
 
 
 def _same_type(a, b) -> bool:

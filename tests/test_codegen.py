@@ -181,6 +181,25 @@ def test_checkpoint_gives_equal_gradients_and_stats():
         assert torch.equal(a, b), name  # running stats updated once, not again in the recompute
 
 
+@pytest.mark.parametrize("arch, sets, x", [
+    ("densenet121", {"blocks": [2, 2, 2, 2]}, (2, 3, 64, 64)),
+    ("densenet_bc100_k12", {"depth": 16}, (2, 3, 32, 32)),
+    ("densenet40_k12", {"depth": 10}, (2, 3, 32, 32)),
+])
+def test_efficient_densenets_train_like_the_plain_ones(arch, sets, x):
+    """The zoo's `efficient = true`: each layer checkpointed, same step as without (and as torchvision's flag does)."""
+    path = ROOT / "archs" / f"{arch}.arch"
+    ck, plain = build(path, efficient=True, **sets), build(path, **sets)
+    layers = sum(1 for n, _ in plain.named_modules() if n.endswith("norm1"))
+    assert sum(isinstance(m, CheckpointRegion) for m in ck.modules()) == layers > 0
+    plain.load_state_dict(ck.state_dict(), strict=True)
+    x = torch.randn(*x)
+    (out_ck, kept_ck), (out_plain, kept_plain) = _train_step(ck, x), _train_step(plain, x)
+    assert kept_ck < kept_plain and torch.allclose(out_ck, out_plain)
+    for (name, p), q in zip(ck.named_parameters(), plain.parameters()):
+        assert torch.allclose(p.grad, q.grad, atol=1e-6), name
+
+
 def test_drop_path_semantics():
     text = "arch dp\ninput [4, 6, 6]\nadd {\n    identity\n    { conv(4, 3, pad = 1) } @drop_path(0.5)\n}\n"
     model = build(text)
@@ -204,6 +223,10 @@ def test_build_from_path_with_overrides(tmp_path):
     expected = compile_file(path, overrides={"growth": 12, "classes": 10}).graph.totals().params
     assert sum(p.numel() for p in model.parameters()) == expected
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    # a Python list is the language's list: torchvision's DenseNet with the same block config
+    ours = build(ROOT / "archs/densenet121.arch", blocks=[2, 2, 2, 2])
+    theirs = torchvision.models.DenseNet(32, (2, 2, 2, 2), 64)
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in theirs.parameters())
 
 
 def test_initialisation():
