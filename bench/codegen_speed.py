@@ -13,11 +13,12 @@ Prints, from one run on this machine:
 
 Every measurement runs in a fresh process, as a real training run would: two models
 stepping in one process share the allocator, and on a CPU whether a step's buffers are
-recycled or freshly faulted in moves a step's time by 10-25%. Throughput pairs are timed in
-rounds (archc then reference, then the other way round) and the ratio is the median over
-rounds of each process's fastest step. Memory is the growth of the resident set over one training
-step after a warm-up step, with glibc's mmap threshold fixed so freed tensors leave the
-resident set at once.
+recycled or freshly faulted in moves a step's time by 10-25%. Pairs are timed in rounds
+(archc then reference, then the other way round); each side's figure is the median over
+rounds of each process's fastest step, the ratio is archc's images/s over the reference's,
+and the range of the per-round ratios is printed beside it. Memory is the growth of the
+resident set over one training step after a warm-up step, with glibc's mmap threshold fixed
+so freed tensors leave the resident set at once.
 
 Run: .venv/bin/python bench/codegen_speed.py [--quick]
 """
