@@ -128,11 +128,11 @@ def load_model_state(model: torch.nn.Module, state: dict[str, Any], path: Path,
         raise CheckpointError("checkpoint holds no model weights", where=str(path), expected="model: names -> tensors",
                               found="nothing" if weights is None else type(weights).__name__,
                               hint="pass a last.pt or best.pt written by archc train")
-    mismatch = _mismatch(model.state_dict(), weights)
-    if mismatch:
+    problem = mismatch(model.state_dict(), weights)
+    if problem:
         raise CheckpointError(f"checkpoint does not fit this architecture ({type(model).__name__})", where=str(path),
                               expected="the parameter names and shapes of this net",
-                              found=f"{mismatch}; the checkpoint was trained from {trained_with(state)}", hint=hint)
+                              found=f"{problem}; the checkpoint was trained from {trained_with(state)}", hint=hint)
     try:
         model.load_state_dict(weights)
     except (RuntimeError, KeyError, TypeError, ValueError) as e:  # dtype or layout trouble the check above missed
@@ -140,8 +140,9 @@ def load_model_state(model: torch.nn.Module, state: dict[str, Any], path: Path,
                               found=str(e).strip().splitlines()[-1][:300], hint=hint) from None
 
 
-def _mismatch(want: dict[str, torch.Tensor], got: dict[str, torch.Tensor]) -> str:
-    """Missing names, extra names and shape differences, counted, with the first of each: '' when they fit."""
+def mismatch(want: dict[str, torch.Tensor], got: dict[str, torch.Tensor]) -> str:
+    """Missing names, extra names and shape differences of state dict ``got`` against ``want``, counted,
+    with the first of each: '' when they fit."""
     def shape(t: torch.Tensor) -> str:
         return "×".join(map(str, t.shape)) or "scalar"
 

@@ -41,15 +41,10 @@ def _weights_of(spec: str):
 
 
 def _check_layout(ours: dict, theirs: dict, weights) -> None:
-    """Same state-dict keys and shapes as torchvision's model, checked before anything is downloaded."""
-    missing, unexpected = sorted(set(ours) - set(theirs)), sorted(set(theirs) - set(ours))
-    if missing or unexpected:
-        raise CheckpointError(f"{weights} does not match this architecture's names", where="--weights",
-                              found=f"missing {missing[:3]}, unexpected {unexpected[:3]}",
-                              hint="use an arch file written with torchvision's module names (archs/resnet50.arch)")
-    bad = [k for k in ours if tuple(ours[k].shape) != tuple(theirs[k].shape)]
-    if bad:
-        k = bad[0]
-        raise CheckpointError(f"{weights} does not fit this architecture's shapes", where="--weights",
-                              expected=f"{k} of shape {tuple(theirs[k].shape)}", found=str(tuple(ours[k].shape)),
-                              hint="compile with the parameters of the torchvision model (e.g. classes = 1000)")
+    """Same state-dict names and shapes as torchvision's model, checked before anything is downloaded."""
+    from runtime.checkpoint import mismatch
+    problem = mismatch(ours, theirs)
+    if problem:
+        raise CheckpointError(f"{weights} does not fit this architecture", where="--weights", found=problem,
+                              hint="use an arch file written with torchvision's module names, compiled with the "
+                                   "model's parameters (archs/resnet50.arch; classes = 1000)")

@@ -48,8 +48,8 @@ def test_loaded_weights_give_torchvision_outputs(served):
 
 
 @pytest.mark.parametrize("arch, sets, message", [
-    ("densenet_uva.arch", {}, "does not match this architecture's names"),
-    ("resnet18.arch", {"classes": 10}, "fc.weight of shape (1000, 512)"),
+    ("densenet_uva.arch", {}, "missing (first: input_net.0.weight)"),
+    ("resnet18.arch", {"classes": 10}, "2 shape mismatches (first: fc.weight: 1000×512 in the checkpoint, 10×512 here)"),
 ])
 def test_mismatch_is_refused_before_downloading(served, arch, sets, message):
     _, calls = served
