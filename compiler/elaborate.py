@@ -38,13 +38,13 @@ class _Ctx:
     depth: int = 0
     steps: int = 0  # items visited and loop turns, bounded by Elaborator.step_limit
     work: Work | None = None  # evaluation budget shared by all expressions: 10 steps per allowed node
-
-    def __post_init__(self):  # the archs/ specs use at most ~6 per node
-        self.work = self.work or Work(10 * self.limits.max_nodes + 100_000)
     frames: tuple = ()
     checkpoint: int = 0
     regions: int = 0
     stack: list = field(default_factory=list)  # block names being expanded (recursion check)
+
+    def __post_init__(self):  # the archs/ specs use at most ~6 per node
+        self.work = self.work or Work(10 * self.limits.max_nodes + 100_000)
 
 
 class Elaborator:

@@ -21,7 +21,7 @@ MAX_WORK = 20_000_000      # evaluation steps + list elements built, all express
 
 class Work:
     """What is left of an evaluation budget: one step per expression evaluated, plus one per
-    list element or character built. The elaborator shares one (20 per allowed node) among all
+    list element or character built. The elaborator shares one (10 per allowed node) among all
     its evaluations, so ``[[0 for i in xs] for j in xs]`` or a ``for`` loop re-evaluating a long
     list is refused after seconds instead of running for hours."""
 

@@ -111,13 +111,13 @@ def trained_with(state: dict[str, Any]) -> str:
 def run_params(state: dict[str, Any], path: Path) -> dict[str, Any]:
     """The arch parameters (``--set`` values) the checkpoint's run was trained with."""
     config = state.get("config", {})
-    params = config.get("params", {}) if isinstance(config, dict) else config
-    if not isinstance(params, dict):
+    field, value = ("config.params", config.get("params", {})) if isinstance(config, dict) else ("config", config)
+    if not isinstance(value, dict):
         raise CheckpointError("checkpoint has no readable run configuration", where=str(path),
                               expected="config.params: a dict of arch parameters",
-                              found=f"{'config.params' if isinstance(config, dict) else 'config'}: {type(params).__name__}",
+                              found=f"{field}: {type(value).__name__}",
                               hint="pass a last.pt or best.pt written by archc train")
-    return params
+    return value
 
 
 def load_model_state(model: torch.nn.Module, state: dict[str, Any], path: Path,

@@ -114,7 +114,7 @@ def eval_command(file: Path, checkpoint_path: Path, data: str, as_json: bool, pl
             raise
         raise CheckpointError(f"checkpoint does not fit {Path(file).name}", where=str(checkpoint_path),
                               found=f"it was trained from {ckpt.trained_with(state)}; with those values "
-                                    f"{err.where or file}: {err.what}",
+                                    f"--set: {err.what}",
                               hint="evaluate with the .arch file the run was trained with, or override its values "
                                    "with --set") from None
     result = evaluate(model, checkpoint_path, data, device=device, plot=plot, state=state)

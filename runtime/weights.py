@@ -7,6 +7,7 @@ an unknown name) the user gets a located message and exit code 2.
 from __future__ import annotations
 
 from dsl.errors import CheckpointError, UsageError
+from runtime.checkpoint import mismatch
 
 
 def load_weights(model, spec: str) -> None:
@@ -42,7 +43,6 @@ def _weights_of(spec: str):
 
 def _check_layout(ours: dict, theirs: dict, weights) -> None:
     """Same state-dict names and shapes as torchvision's model, checked before anything is downloaded."""
-    from runtime.checkpoint import mismatch
     problem = mismatch(ours, theirs)
     if problem:
         raise CheckpointError(f"{weights} does not fit this architecture", where="--weights", found=problem,

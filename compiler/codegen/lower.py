@@ -103,12 +103,13 @@ class _Lowering:
         free = [inplace.overwritable(self.g, src, ir_id) for src in ins]
         if len(ins) == 2 and free == [False, True]:
             ins.reverse()
-        acc, free = self.tensor(ins[0]), any(free) if len(ins) == 2 else free[0]
+            free.reverse()
+        acc, writable = self.tensor(ins[0]), free[0]
         for k, src in enumerate(ins[1:], 2):
             partial = None if k == len(ins) else f"{ir_id}_partial"
-            kind, target = ("call_method", "add_") if free else ("call_function", operator.add)
+            kind, target = ("call_method", "add_") if writable else ("call_function", operator.add)
             acc = self.node(kind, target, (acc, self.tensor(src)), ir_id, partial)
-            free = True  # a partial sum is ours to overwrite
+            writable = True  # a partial sum is ours to overwrite
         return acc
 
     def pieces(self, ir_id: str) -> tuple:

@@ -47,10 +47,11 @@ def ctor(op: str, a, c_in: int, overwrite: bool = False) -> Ctor | None:
 
     ``overwrite``: the op may write its result over its input (``inplace.overwritable``).
     """
-    if overwrite and op in INPLACE:
-        return INPLACE[op](a)
     make = _TABLE.get(op)
-    return make(a, c_in) if make else None
+    if make is None:
+        return None
+    c = make(a, c_in)
+    return Ctor.of(c.cls, *c.args, **dict(c.kwargs), inplace=True) if overwrite and op in INPLACE else c
 
 
 def _conv(a, c):
@@ -63,11 +64,7 @@ def _pool_stride(a):
 
 
 # Activations that can run in place, as torchvision's ReLU(inplace=True): no new buffer per call.
-INPLACE = {
-    "relu": lambda a: Ctor.of(nn.ReLU, inplace=True),
-    "relu6": lambda a: Ctor.of(nn.ReLU6, inplace=True),
-    "leaky_relu": lambda a: Ctor.of(nn.LeakyReLU, a.slope, inplace=True),
-}
+INPLACE = frozenset({"relu", "relu6", "leaky_relu"})
 
 _TABLE = {
     "conv": _conv,
