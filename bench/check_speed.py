@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ARCHC = [sys.executable, "-m", "runtime.cli"]
+ARCHC = [sys.executable, "-m", "archc"]
 
 
 def wall(cmd: list[str], runs: int = 7) -> float:
@@ -29,7 +29,7 @@ def wall(cmd: list[str], runs: int = 7) -> float:
 def main() -> None:
     spec = ROOT / "archs" / ("densenet264.arch" if (ROOT / "archs/densenet264.arch").exists() else "densenet121.arch")
     cmd = [*ARCHC, "check", str(spec), "--set", "blocks=[6,12,64,48]"]
-    subprocess.run([sys.executable, "-m", "compileall", "-q", "dsl", "compiler", "runtime"], cwd=ROOT, check=True)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "__init__.py", "__main__.py", "dsl", "compiler", "runtime"], cwd=ROOT, check=True)
     base = wall([sys.executable, "-c", "pass"])
     check = wall(cmd)
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True).stdout.strip()

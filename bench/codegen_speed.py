@@ -44,7 +44,7 @@ SEEDS = ("googlenet_uva", "resnet_uva", "preact_resnet_uva", "densenet_uva")
 
 
 def archc_model(name: str, **params) -> nn.Module:
-    from compiler import build
+    from archc.compiler import build
     return build(ROOT / "archs" / f"{name}.arch", **params)
 
 
@@ -204,9 +204,9 @@ def section_compile(args):
     yield "|---|---|---|---|---|"
     # Byte-compile the project as a normal run leaves it (torchvision's .pyc come with its wheel;
     # this sandbox sets PYTHONDONTWRITEBYTECODE, which would recompile archc on every start).
-    subprocess.run([sys.executable, "-m", "compileall", "-q", "dsl", "compiler", "runtime"], cwd=ROOT, check=True)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "__init__.py", "__main__.py", "dsl", "compiler", "runtime"], cwd=ROOT, check=True)
     for name in ("resnet50", "densenet121"):
-        ours = fresh_process_seconds([sys.executable, "-m", "runtime.cli", "compile", f"archs/{name}.arch"], args.runs)
+        ours = fresh_process_seconds([sys.executable, "-m", "archc", "compile", f"archs/{name}.arch"], args.runs)
         ref = fresh_process_seconds([sys.executable, "-c", f"import torchvision; torchvision.models.{name}()"], args.runs)
         mark = "met" if ours / ref <= 1.2 else "MISSED"
         yield f"| {name} | {ours:.2f} s | {ref:.2f} s | {ours / ref:.2f}× | ≤ 1.2× {mark} |"

@@ -41,7 +41,7 @@ def handwritten(data: Path, epochs: int) -> dict:
 def archc(data: Path, epochs: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "run"
-        subprocess.run([sys.executable, "-m", "runtime.cli", "train", "archs/resnet_uva.arch", "--data", str(data),
+        subprocess.run([sys.executable, "-m", "archc", "train", "archs/resnet_uva.arch", "--data", str(data),
                         "--out", str(run), "--epochs", str(epochs), "--batch-size", "128", "--lr", "0.2",
                         "--optimizer", "sgd", "--schedule", "onecycle", "--label-smoothing", "0.1",
                         "--augment", "standard", "--seed", "0", "--device", "cpu", "--quiet"],

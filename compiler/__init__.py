@@ -13,7 +13,7 @@ def check(path_or_text, overrides: dict | None = None, **params):
     any other string is the spec's text. ``params`` win over ``overrides``, as ``--set`` does.
     """
     import os
-    from compiler.passes import compile_file
+    from archc.compiler.passes import compile_file
     text = os.fspath(path_or_text)
     is_path = isinstance(path_or_text, os.PathLike) or ("\n" not in text and text.endswith(".arch"))
     values = {**(overrides or {}), **params}
@@ -22,9 +22,6 @@ def check(path_or_text, overrides: dict | None = None, **params):
 
 def __getattr__(name):
     if name in ("build", "build_graph", "emit_python"):
-        import importlib
-        module = importlib.import_module("compiler.build")  # torch is loaded only here
-        # Importing the submodule binds `compiler.build` to the module; the public name is the function.
-        globals()["build"] = module.build
-        return getattr(module, name)
+        from archc.compiler import builder  # torch is loaded only here
+        return getattr(builder, name)
     raise AttributeError(name)

@@ -11,14 +11,14 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, field, replace
 
-from compiler import shapes
-from compiler.evaluate import Evaluator, Work, show, type_name
-from compiler.ir import BlockFrame, Graph, OpNode
-from compiler.ops import OPS
-from compiler.scope import Scope
-from compiler.signature import bind_op, suggest_op
-from dsl import ast
-from dsl.errors import EvalError, LimitError, NameError_, ValidationError
+from archc.compiler import shapes
+from archc.compiler.evaluate import Evaluator, Work, show, type_name
+from archc.compiler.ir import BlockFrame, Graph, OpNode
+from archc.compiler.ops import OPS
+from archc.compiler.scope import Scope
+from archc.compiler.signature import bind_op, suggest_op
+from archc.dsl import ast
+from archc.dsl.errors import EvalError, LimitError, NameError_, ValidationError
 
 
 @dataclass(frozen=True)
@@ -242,7 +242,7 @@ class Elaborator:
                               hint="put it in a group with the items that use it: `{ let x = 3; conv(x, 3) }`")
 
     def _Merge(self, it, cur, scope, env, own):
-        from compiler.merges import lower_merge  # merges.py builds on this class
+        from archc.compiler.merges import lower_merge  # merges.py builds on this class
         return lower_merge(self, it, cur, scope, env, own)
 
 

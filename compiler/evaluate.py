@@ -10,8 +10,8 @@ import difflib
 import math
 import operator
 
-from dsl import ast
-from dsl.errors import EvalError, LimitError, NameError_, ValueError_
+from archc.dsl import ast
+from archc.dsl.errors import EvalError, LimitError, NameError_, ValueError_
 
 MAX_INT_BITS = 64          # |ints| < 2**64: far above any width, small enough to be instant
 MAX_LIST = 1_000_000       # elements in one list (ranges, repetitions, comprehensions)

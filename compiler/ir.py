@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from compiler.ops import OPS, Op
-from dsl.errors import Span
+from archc.compiler.ops import OPS, Op
+from archc.dsl.errors import Span
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,8 +13,8 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
-from compiler.ir import Graph
-from compiler.ops import fmt
+from archc.compiler.ir import Graph
+from archc.compiler.ops import fmt
 
 
 def merge_hint(g: Graph, merge: str) -> tuple[str, str | None]:

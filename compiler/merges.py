@@ -9,10 +9,10 @@ BN/scale pair is an ordinary ``bn`` + ``scale`` node, the sum an ``add``.
 """
 from __future__ import annotations
 
-from compiler.ops import OPS, fmt
-from dsl import ast
-from compiler.evaluate import show, type_name
-from dsl.errors import EvalError, LimitError, ShapeError, ValidationError
+from archc.compiler.ops import OPS, fmt
+from archc.dsl import ast
+from archc.compiler.evaluate import show, type_name
+from archc.dsl.errors import EvalError, LimitError, ShapeError, ValidationError
 
 
 def lower_merge(el, it, cur, scope, env, own):

@@ -12,16 +12,16 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from compiler.elaborate import Elaborator, Limits, _Ctx
-from compiler.evaluate import Evaluator, show, type_name
-from compiler.ir import Cost, Graph, OpNode
-from compiler.ops import OPS
-from compiler.scope import Scope
-from compiler.shapes import InferShapes
-from compiler.signature import coerce
-from dsl import loader
-from dsl.errors import UsageError, ValidationError
-from dsl.parser import parse_expr
+from archc.compiler.elaborate import Elaborator, Limits, _Ctx
+from archc.compiler.evaluate import Evaluator, show, type_name
+from archc.compiler.ir import Cost, Graph, OpNode
+from archc.compiler.ops import OPS
+from archc.compiler.scope import Scope
+from archc.compiler.shapes import InferShapes
+from archc.compiler.signature import coerce
+from archc.dsl import loader
+from archc.dsl.errors import UsageError, ValidationError
+from archc.dsl.parser import parse_expr
 
 INITS = ("torchvision", "pytorch")
 
@@ -114,7 +114,7 @@ def _same_type(a, b) -> bool:
 
 def parse_value(text: str, key: str):
     """A ``--set`` value: an .arch expression (``12``, ``[6, 12]``, ``true``, ``"same"``)."""
-    from dsl.errors import ArchError
+    from archc.dsl.errors import ArchError
     try:
         return Evaluator({})(parse_expr(text, "--set", text, 1, 1))
     except ArchError as e:

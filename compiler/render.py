@@ -13,10 +13,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from compiler.ir import Graph
-from compiler.ops import fmt
-from compiler.summary import human
-from dsl.errors import RenderError
+from archc.compiler.ir import Graph
+from archc.compiler.ops import fmt
+from archc.compiler.summary import human
+from archc.dsl.errors import RenderError
 
 FORMATS = ("svg", "png", "pdf")
 PAGE_RANKS = 48  # default depth: the deepest view whose longest path fits one page ...

@@ -11,7 +11,7 @@ from __future__ import annotations
 import keyword
 import re
 
-from dsl.errors import NameError_, Span
+from archc.dsl.errors import NameError_, Span
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_]+")
 

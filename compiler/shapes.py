@@ -7,10 +7,10 @@ shapes involved and, for merges, the branches and a concrete fix (``merge_hints.
 """
 from __future__ import annotations
 
-from compiler.ir import Graph
-from compiler.merge_hints import merge_hint
-from compiler.ops import ShapeFault, fmt
-from dsl.errors import ShapeError
+from archc.compiler.ir import Graph
+from archc.compiler.merge_hints import merge_hint
+from archc.compiler.ops import ShapeFault, fmt
+from archc.dsl.errors import ShapeError
 
 
 def infer_node(g: Graph, node_id: str) -> tuple:

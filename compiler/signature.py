@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import difflib
 
-from compiler.evaluate import show, type_name
-from compiler.ops import OPS, REQUIRED, Op
-from dsl.errors import NameError_, Span, ValidationError
+from archc.compiler.evaluate import show, type_name
+from archc.compiler.ops import OPS, REQUIRED, Op
+from archc.dsl.errors import NameError_, Span, ValidationError
 
 _KIND_TEXT = {
     "pos_int": "a positive int", "nonneg_int": "an int >= 0", "int": "an int", "float": "a number",

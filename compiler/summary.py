@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from compiler.ir import Graph, OpNode
+from archc.compiler.ir import Graph, OpNode
 
 
 @dataclass
@@ -72,7 +72,7 @@ def partial(g: Graph) -> tuple[Graph, OpNode]:
     without one; a ``dense_sum`` unit that changes the shape fails after all its nodes got
     shapes, and then its last node is the one to blame.
     """
-    from compiler.passes import Compilation, Costs
+    from archc.compiler.passes import Compilation, Costs
     shaped = Graph(g.name, g.params, g.input_shape, g.init)
     failed = None
     for n in g.topo():

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from dsl.errors import Span
+from archc.dsl.errors import Span
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,9 +11,9 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dsl import ast
-from dsl.errors import ImportError_, LimitError, ParseError, Span
-from dsl.parser import parse
+from archc.dsl import ast
+from archc.dsl.errors import ImportError_, LimitError, ParseError, Span
+from archc.dsl.parser import parse
 
 MAX_FILE_BYTES = 64 * 1024  # a spec is a short text (the largest in archs/ is 2.3 KB); Lark parses ~20k tokens/s
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from lark import Lark, Token, Transformer_NonRecursive, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
-from dsl import ast
-from dsl.errors import ArchError, LimitError, ParseError, Span
+from archc.dsl import ast
+from archc.dsl.errors import ArchError, LimitError, ParseError, Span
 
 _GRAMMAR = Path(__file__).with_name("grammar.lark")
 

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable
 
-from dsl.errors import CheckpointError
+from archc.dsl.errors import CheckpointError
 
 _UMASK = os.umask(0)  # read once (it can only be read by setting it) so new files get the usual mode
 os.umask(_UMASK)

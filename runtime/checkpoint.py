@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from dsl.errors import CheckpointError
-from runtime.atomic import atomic_write
+from archc.dsl.errors import CheckpointError
+from archc.runtime.atomic import atomic_write
 
 FORMAT = "archc-checkpoint"  # marks our files, so a foreign .pt is told apart from a damaged one
 VERSION = 1

@@ -9,14 +9,15 @@ import sys
 
 import click
 
-from dsl.errors import ArchError
+from archc import __version__
+from archc.dsl.errors import ArchError
 
 # Commands that live in other modules, loaded only when invoked (they may import torch).
 LAZY = {
-    "train": "runtime.commands:train_command",
-    "eval": "runtime.commands:eval_command",
-    "compare": "runtime.compare:compare_command",
-    "sweep": "runtime.compare:sweep_command",
+    "train": "archc.runtime.commands:train_command",
+    "eval": "archc.runtime.commands:eval_command",
+    "compare": "archc.runtime.compare:compare_command",
+    "sweep": "archc.runtime.compare:sweep_command",
 }
 
 
@@ -32,7 +33,7 @@ class _Group(click.Group):
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option("0.1.0", prog_name="archc")
+@click.version_option(__version__, prog_name="archc")
 def cli():
     """archc: write a CNN architecture once as a .arch file; check, cost, render,
     compile and train it.
@@ -60,8 +61,8 @@ FILE = click.Path(exists=True, dir_okay=False, readable=True)
 
 
 def parse_sets(sets) -> dict:
-    from compiler.passes import parse_value
-    from dsl.errors import UsageError
+    from archc.compiler.passes import parse_value
+    from archc.dsl.errors import UsageError
     out = {}
     for item in sets:
         key, eq, value = item.partition("=")
@@ -72,8 +73,8 @@ def parse_sets(sets) -> dict:
 
 
 def compile_spec(file, sets, max_nodes, max_params, max_depth, until=None):
-    from compiler.elaborate import Limits
-    from compiler.passes import compile_file
+    from archc.compiler.elaborate import Limits
+    from archc.compiler.passes import compile_file
     return compile_file(file, overrides=parse_sets(sets), limits=Limits(max_nodes, max_params, max_depth), until=until)
 
 
@@ -107,7 +108,7 @@ def summary(file, depth, as_json, sets, **limits):
       archc summary archs/densenet121.arch --depth 2
       archc summary archs/resnet50.arch --json | jq .params
     """
-    from runtime.views import print_summary
+    from archc.runtime.views import print_summary
     print_summary(file, sets, limits, depth, as_json)
 
 
@@ -129,7 +130,7 @@ def compile_(file, emit, render, fmt, depth, weights, output, sets, **limits):
       archc compile archs/densenet121.arch --render -o densenet121.svg
       archc compile archs/resnet50.arch --emit python -o resnet50.py
     """
-    from runtime.views import run_compile
+    from archc.runtime.views import run_compile
     run_compile(file, emit, render, fmt, depth, weights, output, sets, limits)
 
 
@@ -142,7 +143,7 @@ def list_(as_json):
     Example:
       archc list
     """
-    from runtime.views import print_registry
+    from archc.runtime.views import print_registry
     print_registry(as_json)
 
 

@@ -1,7 +1,7 @@
 """The click commands behind ``archc train`` and ``archc eval``; runtime/cli.py adds them to its group.
 
 User errors are raised as ArchError subclasses for the caller to print; :func:`run_standalone`
-does that printing when a command runs as its own program (``python -m runtime.train``).
+does that printing when a command runs as its own program (``python -m archc.runtime.train``).
 """
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ from typing import Any, Callable, Literal, get_args, get_origin
 import click
 from pydantic_core import PydanticUndefined
 
-from dsl.errors import ArchError, CheckpointError
-from runtime import checkpoint as ckpt
-from runtime.cli import FILE, parse_sets
-from runtime.config import TrainConfig, resolve_config
-from runtime.evaluate import evaluate, print_report
-from runtime.train import build_model, train
+from archc.dsl.errors import ArchError, CheckpointError
+from archc.runtime import checkpoint as ckpt
+from archc.runtime.cli import FILE, parse_sets
+from archc.runtime.config import TrainConfig, resolve_config
+from archc.runtime.evaluate import evaluate, print_report
+from archc.runtime.train import build_model, train
 
 TRAIN_HELP = """Train the network of FILE on CIFAR-10, writing checkpoints and metrics to RUN_DIR.
 
@@ -28,7 +28,7 @@ Example:
   archc train archs/resnet20.arch --data cifar10 --out runs/r56 --set depth=56 --nproc 2
   archc train archs/resnet_uva.arch --out runs/uva --recipe seed-table   # as zoo-targets.json
   archc train archs/resnet_uva.arch --out runs/demo --resume             # continue a stopped run
-  torchrun --nproc_per_node 4 -m runtime.train archs/resnet20.arch --out runs/r
+  torchrun --nproc_per_node 4 -m archc.runtime.train archs/resnet20.arch --out runs/r
 
 Flags override the --config TOML file (any TrainConfig key), which overrides the recipe.
 """
@@ -78,16 +78,26 @@ def _setting(flag: str, text: str, **kw: Any) -> Callable:
 @_setting("--quiet", "One plain line per epoch, no live progress.", is_flag=True)
 def train_command(file: Path, config_file: Path | None, sets: tuple[str, ...], **flags: Any) -> None:
     cfg = resolve_config({"arch": file, "params": parse_sets(sets), **flags}, config_file)
-    model = build_model(cfg.arch, cfg.params, cfg.seed)
     try:
-        train(cfg, model, extra=_arch_facts(cfg.arch, cfg.params))
+        run(cfg)
     except KeyboardInterrupt:  # train() has said how to resume; SystemExit passes any click main unchanged
         raise SystemExit(130) from None
 
 
+def run(cfg: TrainConfig) -> dict[str, Any]:
+    """Build the net of ``cfg.arch`` and train it; returns the run's summary."""
+    model = build_model(cfg.arch, cfg.params, cfg.seed)
+    return train(cfg, model, extra=_arch_facts(cfg.arch, cfg.params))
+
+
+def train_spec(spec: str | Path, params: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+    """``archc.train``: the Python twin of ``archc train``, settings as TrainConfig keys."""
+    return run(resolve_config({"arch": Path(spec), "params": params, **settings}))
+
+
 def _arch_facts(arch: Path, params: dict[str, Any]) -> dict[str, Any]:
     """summary.json's ``arch`` and ``macs`` (per 32x32 image), from the compiler's checked graph."""
-    from compiler.passes import compile_file
+    from archc.compiler.passes import compile_file
 
     graph = compile_file(path=str(arch), overrides=params).graph
     return {"arch": graph.name, "macs": graph.totals().macs}

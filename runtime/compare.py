@@ -2,7 +2,7 @@
 
 Both report params, MACs and a static fp32 training-memory estimate from the checked graph,
 without building a module. ``compare --measure`` also times real training steps; each arch
-runs in a fresh child process (``python -m runtime.compare SPEC``) so that its peak memory
+runs in a fresh child process (``python -m archc.runtime.compare SPEC``) so that its peak memory
 is its own: CUDA's allocator statistics on a GPU, the growth of the child's peak RSS on CPU.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from runtime.cli import FILE, parse_sets, spec_options
+from archc.runtime.cli import FILE, parse_sets, spec_options
 
 WARMUP_STEPS = 2  # excluded from timing: cuDNN autotuning, allocator growth, lazy init
 FORMATS = ("table", "md", "csv", "json")
@@ -34,9 +34,9 @@ def train_memory(graph, batch: int) -> int:
 
 def compile_for(file: str, overrides: dict, limits: dict):
     """The checked graph of ``file`` with the overrides it has a parameter for, and those overrides."""
-    from compiler.elaborate import Limits
-    from compiler.passes import compile_file
-    from dsl.loader import load
+    from archc.compiler.elaborate import Limits
+    from archc.compiler.passes import compile_file
+    from archc.dsl.loader import load
     names = {p.name for p in load(file).main.params}
     own = {k: v for k, v in overrides.items() if k in names}
     return compile_file(file, overrides=own, limits=Limits(**limits)).graph, own
@@ -102,7 +102,7 @@ def compare_command(files, batch_size, measure, device, steps, fmt, plot, sets, 
 
 
 def _check_used(overrides: dict, used: set):
-    from dsl.errors import UsageError
+    from archc.dsl.errors import UsageError
     unused = sorted(set(overrides) - used)
     if unused:
         raise UsageError(f"`--set {unused[0]}`: none of these archs has a parameter `{unused[0]}`", where="--set")
@@ -110,7 +110,7 @@ def _check_used(overrides: dict, used: set):
 
 def _columns(measured: bool, batch: int) -> list:
     """(key, header, text formatter) per column."""
-    from compiler.summary import human
+    from archc.compiler.summary import human
     cols = [("arch", "arch", str), ("input", "input", str), ("params", "params", "{:,}".format),
             ("macs", "MACs/img", human), ("activations_bytes", "act/img", lambda b: human(b, "B")),
             ("train_memory_bytes", f"train mem @{batch}", lambda b: human(b, "B"))]
@@ -124,7 +124,7 @@ def _columns(measured: bool, batch: int) -> list:
 def measure_in_child(file, sets, limits, batch, device, steps) -> dict:
     spec = {"file": file, "sets": list(sets), "limits": limits, "batch": batch, "device": device, "steps": steps}
     click.echo(f"measuring {file} ({device}, batch {batch}, {steps} steps)", err=True)
-    proc = subprocess.run([sys.executable, "-m", "runtime.compare", json.dumps(spec)],
+    proc = subprocess.run([sys.executable, "-m", "archc.runtime.compare", json.dumps(spec)],
                           capture_output=True, text=True)
     if proc.returncode != 0:
         click.echo(proc.stderr[-2000:], err=True, nl=False)
@@ -136,7 +136,7 @@ def measure_in_child(file, sets, limits, batch, device, steps) -> dict:
 def _measure(spec: dict) -> dict:
     """In the child: build the module, run warmup + timed SGD steps, report speed and peak memory."""
     import torch
-    from compiler.build import build_graph
+    from archc.compiler.builder import build_graph
     graph, _ = compile_for(spec["file"], parse_sets(spec["sets"]), spec["limits"])
     want = spec["device"]
     if want == "auto":
@@ -239,9 +239,9 @@ def sweep_command(file, batch_size, fmt, sets, **limits):
 
 def sweep_rows(file, sets, limits: dict, batch: int) -> list[dict]:
     """One row per combination: the swept values, then params/MACs/memory or the error."""
-    from compiler.elaborate import Limits
-    from compiler.passes import compile_file
-    from dsl.errors import ArchError, UsageError
+    from archc.compiler.elaborate import Limits
+    from archc.compiler.passes import compile_file
+    from archc.dsl.errors import ArchError, UsageError
     axes = [[f"{key}={v}" for v in split_values(value)] for key, _, value in (s.partition("=") for s in sets)]
     rows = []
     for combo in itertools.product(*axes):
@@ -335,7 +335,7 @@ def plot_rows(rows: list, path: str, batch: int) -> Path:
 
 
 def _scatter(ax, rows: list, batch: int):
-    from compiler.summary import human
+    from archc.compiler.summary import human
     xs, ys = [r["params"] / 1e6 for r in rows], [r["macs"] / 1e9 for r in rows]
     mem = [r["train_memory_bytes"] for r in rows]
     sizes = [80 + 2000 * m / max(mem) for m in mem]
@@ -354,7 +354,7 @@ def _scatter(ax, rows: list, batch: int):
 
 
 def _throughput(ax, rows: list, batch: int):
-    from compiler.summary import human
+    from archc.compiler.summary import human
     names = [r["arch"] for r in rows]
     speed = [r["images_per_s"] for r in rows]
     bars = ax.barh(names, speed, color=[f"C{i}" for i in range(len(rows))], alpha=0.7)

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from dsl.errors import UsageError
+from archc.dsl.errors import UsageError
 
 # Keys a resumed run may change: where and how it runs, not what it computes. ``arch`` and ``out``
 # may be spelt as another path to the same file; a different net fails to load the checkpoint.

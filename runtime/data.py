@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dsl.errors import DataError
+from archc.dsl.errors import DataError
 
 FOLDER = "cifar-10-batches-py"
 SAMPLE = Path(__file__).resolve().parent / "sample" / FOLDER

@@ -14,7 +14,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from multiprocessing.connection import wait
 
-from dsl.errors import ArchError, UsageError
+from archc.dsl.errors import ArchError, UsageError
 
 JOIN_GRACE_S = 30  # after a failure or Ctrl-C, how long workers get to exit before being terminated
 

@@ -7,10 +7,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from dsl.errors import UsageError
-from runtime import checkpoint, distributed
-from runtime.data import load_cifar10
-from runtime.loop import predict
+from archc.dsl.errors import UsageError
+from archc.runtime import checkpoint, distributed
+from archc.runtime.data import load_cifar10
+from archc.runtime.loop import predict
 
 
 def evaluate(model: nn.Module, checkpoint_path: Path, data: str | Path, *, device: str = "auto",

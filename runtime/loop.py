@@ -7,10 +7,10 @@ from typing import Callable
 import torch
 from torch import nn
 
-from dsl.errors import DivergedError
-from runtime import distributed
-from runtime.augment import AUGMENTS, normalize
-from runtime.session import Session
+from archc.dsl.errors import DivergedError
+from archc.runtime import distributed
+from archc.runtime.augment import AUGMENTS, normalize
+from archc.runtime.session import Session
 
 CHECK_EVERY = 20  # steps between loss checks: each costs a device sync, and a NaN step cannot be undone anyway
 EVAL_BATCH = 500  # images per evaluation forward pass

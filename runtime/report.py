@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from runtime.atomic import atomic_write
+from archc.runtime.atomic import atomic_write
 
 
 def write_json(path: Path, obj: Any) -> None:

@@ -11,7 +11,7 @@ from typing import Callable
 
 import torch
 
-from runtime.config import TrainConfig
+from archc.runtime.config import TrainConfig
 
 ONECYCLE_WARMUP = 0.3  # fraction of steps spent rising to the peak (torch OneCycleLR's pct_start)
 ONECYCLE_START = 1 / 25  # start at peak/25 (div_factor) ...

@@ -8,11 +8,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from dsl.errors import CheckpointError, UsageError
-from runtime import checkpoint, distributed, rng
-from runtime.config import TrainConfig
-from runtime.data import Cifar10, load_cifar10, resolve
-from runtime.schedule import build_optimizer, build_schedule
+from archc.dsl.errors import CheckpointError, UsageError
+from archc.runtime import checkpoint, distributed, rng
+from archc.runtime.config import TrainConfig
+from archc.runtime.data import Cifar10, load_cifar10, resolve
+from archc.runtime.schedule import build_optimizer, build_schedule
 
 
 @dataclass

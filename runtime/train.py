@@ -1,7 +1,7 @@
 """``train(cfg, model)``: a full training run with checkpoints, metrics and a summary in ``cfg.out``.
 
 Also an entry point taking the ``archc train`` flags, so torchrun can start the processes itself:
-``torchrun --nproc_per_node 2 -m runtime.train FILE --data DIR --out RUN_DIR``.
+``torchrun --nproc_per_node 2 -m archc.runtime.train FILE --data DIR --out RUN_DIR``.
 """
 from __future__ import annotations
 
@@ -15,12 +15,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from dsl.errors import CheckpointError, UsageError
-from runtime import atomic, checkpoint, distributed, rng, session
-from runtime.config import TrainConfig
-from runtime.loop import heldout_accuracy, train_epoch
-from runtime.report import Display, plot_curves, write_json, write_metrics
-from runtime.session import Session
+from archc.dsl.errors import CheckpointError, UsageError
+from archc.runtime import atomic, checkpoint, distributed, rng, session
+from archc.runtime.config import TrainConfig
+from archc.runtime.loop import heldout_accuracy, train_epoch
+from archc.runtime.report import Display, plot_curves, write_json, write_metrics
+from archc.runtime.session import Session
 
 STALE = ("best.pt", "summary.json", "metrics.jsonl", "curves.png")  # a fresh run in an old folder drops these
 RUN_FILES = ("config.json", "last.pt", *STALE)
@@ -29,7 +29,7 @@ NO_BEST = {"test_acc": None, "epoch": 0}
 
 def build_model(arch: Path, params: dict[str, Any], seed: int = 0) -> nn.Module:
     """The net of the .arch file ``arch`` with parameter overrides ``params``, initialised from ``seed``."""
-    from compiler.build import build  # torch-side compiler, imported only when a model is built from a file
+    from archc.compiler.builder import build  # torch-side compiler, imported only when a model is built from a file
 
     rng.seed_everything(seed)
     return build(Path(arch), overrides=params)  # a Path is always read as a file, whatever its suffix
@@ -151,6 +151,6 @@ def _summary(s: Session, history: list[dict], best: dict) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    from runtime.commands import run_standalone, train_command
+    from archc.runtime.commands import run_standalone, train_command
 
     run_standalone(train_command)

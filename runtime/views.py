@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from runtime.cli import compile_spec, parse_sets
+from archc.runtime.cli import compile_spec, parse_sets
 
 
 def _write(text: str, output: str | None):
@@ -25,7 +25,7 @@ def _write(text: str, output: str | None):
 
 def print_summary(file, sets, limits, depth, as_json):
     """The cost table; on a shape error, the table up to the failing node, then the error."""
-    from compiler.summary import as_json as summary_json
+    from archc.compiler.summary import as_json as summary_json
     g, error, failed = _compile_or_partial(file, sets, limits)
     if as_json and error is None:
         click.echo(json.dumps(summary_json(g, depth), indent=1))
@@ -43,10 +43,10 @@ def print_summary(file, sets, limits, depth, as_json):
 
 def _compile_or_partial(file, sets, limits):
     """(graph, None, None), or after a ShapeError (graph so far, the error, the failing node)."""
-    from compiler.elaborate import Limits
-    from compiler.passes import Compilation, run
-    from compiler.summary import partial
-    from dsl.errors import ShapeError
+    from archc.compiler.elaborate import Limits
+    from archc.compiler.passes import Compilation, run
+    from archc.compiler.summary import partial
+    from archc.dsl.errors import ShapeError
     comp = Compilation(file, None, parse_sets(sets), Limits(**limits))
     try:
         return run(comp).graph, None, None
@@ -58,7 +58,7 @@ def _compile_or_partial(file, sets, limits):
 def _summary_table(g, depth, failed=None):
     """Rows per scope and a total; the row holding ``failed`` (an OpNode) is shown in red."""
     from rich.table import Table
-    from compiler.summary import Row, human, rows
+    from archc.compiler.summary import Row, human, rows
     table = Table(title=f"{g.name}  input {'×'.join(map(str, g.input_shape))}", title_justify="left")
     for col, just in (("scope", "left"), ("op / block", "left"), ("output", "right"), ("params", "right"),
                       ("MACs", "right"), ("other ops", "right"), ("act fp32", "right"), ("act bf16", "right")):
@@ -82,8 +82,8 @@ def _summary_table(g, depth, failed=None):
 
 def run_compile(file, emit, render, fmt, depth, weights, output, sets, limits):
     if emit == "ast":
-        from dsl.loader import load
-        from dsl.ast import dump
+        from archc.dsl.loader import load
+        from archc.dsl.ast import dump
         program = load(file)
         _write(dump(program.main), output)
         return
@@ -94,30 +94,30 @@ def run_compile(file, emit, render, fmt, depth, weights, output, sets, limits):
     elif emit == "json":
         _write(g.to_json(), output)
     elif emit == "dot":
-        from compiler.render import to_dot
+        from archc.compiler.render import to_dot
         _write(to_dot(g, depth), output)
     elif emit == "python":
-        from compiler.build import emit_python
+        from archc.compiler.builder import emit_python
         _write(emit_python(g), output)
     if render:
-        from compiler.render import default_depth, render as draw
+        from archc.compiler.render import default_depth, render as draw
         out = output if output and not emit else str(Path(file).with_suffix(f".{fmt}").name)
         path = draw(g, out, fmt, depth)
         click.echo(f"rendered {path} at --depth {default_depth(g) if depth is None else depth}")
     if not emit and not render:
-        from compiler.build import build_graph
+        from archc.compiler.builder import build_graph
         model = build_graph(g)
         if weights:
-            from runtime.weights import load_weights
+            from archc.runtime.weights import load_weights
             load_weights(model, weights)
         click.echo(model)
         click.echo(f"# {sum(p.numel() for p in model.parameters()):,} parameters")
 
 
 def print_registry(as_json):
-    from compiler import registry
-    from compiler.passes import compile_file
-    from compiler.summary import human
+    from archc.compiler import registry
+    from archc.compiler.passes import compile_file
+    from archc.compiler.summary import human
     rows = []
     for name in registry.names():
         g = compile_file(registry.path(name)).graph

@@ -6,8 +6,8 @@ an unknown name) the user gets a located message and exit code 2.
 """
 from __future__ import annotations
 
-from dsl.errors import CheckpointError, UsageError
-from runtime.checkpoint import mismatch
+from archc.dsl.errors import CheckpointError, UsageError
+from archc.runtime.checkpoint import mismatch
 
 
 def load_weights(model, spec: str) -> None:

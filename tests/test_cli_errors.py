@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.cli import main
+from archc.runtime.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = "arch net(width = 16, blocks = [1, 2])\ninput [3, 32, 32]\nconv(width, 3, pad = 1); bn; relu\ngap; flatten; linear(10)\n"
@@ -168,7 +168,7 @@ def test_subprocess_exit_code_and_no_traceback(tmp_path):
     os.mkfifo(fifo)
     for argv in (["check", str(tmp_path / "nope.arch")], ["check", str(fifo)],
                  ["summary", str(tmp_path)], ["compile", "--emit", "ir", str(fifo)]):
-        r = subprocess.run([sys.executable, "-m", "runtime.cli", *argv], cwd=ROOT, capture_output=True, text=True,
+        r = subprocess.run([sys.executable, "-m", "archc", *argv], cwd=ROOT, capture_output=True, text=True,
                            timeout=60)
         assert r.returncode == 2, (argv, r.stderr)
         assert r.stdout == "" and r.stderr and "Traceback" not in r.stderr

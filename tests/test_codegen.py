@@ -12,12 +12,12 @@ import torch
 import torchvision
 from torch.utils.flop_counter import FlopCounterMode
 
-from compiler import check
-from compiler.build import build, build_graph, emit_python
-from compiler.codegen import record_shapes
-from compiler.codegen.layers import CheckpointRegion, DropPath
-from compiler.passes import compile_file
-from dsl.errors import ArchError
+from archc.compiler import check
+from archc.compiler.builder import build, build_graph, emit_python
+from archc.compiler.codegen import record_shapes
+from archc.compiler.codegen.layers import CheckpointRegion, DropPath
+from archc.compiler.passes import compile_file
+from archc.dsl.errors import ArchError
 ROOT = Path(__file__).resolve().parents[1]
 RESNET18 = """\
 arch resnet18(classes = 1000, widths = [64, 128, 256, 512])

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from compiler.passes import compile_file
-from runtime.cli import main
-from runtime.compare import split_values
+from archc.compiler.passes import compile_file
+from archc.runtime.cli import main
+from archc.runtime.compare import split_values
 
 PLAIN = """
 arch plain(width = 8, classes = 10)

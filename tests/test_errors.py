@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.cli import main
+from archc.runtime.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 BAD = ROOT / "tests" / "specs" / "bad"
@@ -69,7 +69,7 @@ def test_golden_message(spec: Path, capsys, monkeypatch):
 @pytest.mark.parametrize("name", ["syntax_unclosed_brace", "shape_add_mismatch", "import_cycle", "limit_power_tower"])
 def test_golden_message_in_a_subprocess(name: str):
     spec = BAD / f"{name}.arch"
-    r = subprocess.run([sys.executable, "-m", "runtime.cli", "check", spec.relative_to(ROOT).as_posix(), *_args(spec)],
+    r = subprocess.run([sys.executable, "-m", "archc", "check", spec.relative_to(ROOT).as_posix(), *_args(spec)],
                        cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
     assert r.stdout == ""

@@ -28,9 +28,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from compiler.passes import compile_file
-from dsl.errors import ArchError
-from dsl.parser import _lark
+from archc.compiler.passes import compile_file
+from archc.dsl.errors import ArchError
+from archc.dsl.parser import _lark
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCHS = ROOT / "archs"

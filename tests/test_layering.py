@@ -22,8 +22,8 @@ def _run(code: str) -> subprocess.CompletedProcess:
 
 
 def test_front_end_modules_import_without_torch():
-    mods = ["dsl.parser", "dsl.loader", "compiler", "compiler.passes", "compiler.summary",
-            "compiler.registry", "compiler.render", "runtime.cli"]
+    mods = ["archc.dsl.parser", "archc.dsl.loader", "archc.compiler", "archc.compiler.passes", "archc.compiler.summary",
+            "archc.compiler.registry", "archc.compiler.render", "archc.runtime.cli"]
     r = _run(f"import importlib\nfor m in {mods!r}: importlib.import_module(m)\n"
              "import sys; assert not any(k.startswith('torch') for k in sys.modules)")
     assert r.returncode == 0, r.stderr
@@ -45,3 +45,19 @@ def test_summary_json_without_torch_matches_published_counts():
         pos = end + 1
     assert {o["name"]: o["params"] for o in found} == targets
     assert all({"params", "macs", "output_shape", "nodes", "rows"} <= set(o) for o in found)
+
+
+def test_no_generic_top_level_imports():
+    """Everything imports through the `archc` namespace: `dsl`, `compiler` and `runtime` are not
+    installed as top-level names, where they would collide with other packages of those names."""
+    import re
+    bad = re.compile(r"^\s*(from|import)\s+(dsl|compiler|runtime)\b", re.M)
+    offenders = [str(p.relative_to(ROOT)) for p in ROOT.rglob("*.py")
+                 if ".venv" not in p.parts and bad.search(p.read_text())]
+    assert offenders == []
+
+
+def test_import_archc_loads_no_torch():
+    r = _run("import archc\narchc.check('archs/resnet18.arch')\n"
+             "import sys; assert not any(k.startswith('torch') for k in sys.modules)")
+    assert r.returncode == 0, r.stderr

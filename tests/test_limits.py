@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from compiler.evaluate import MAX_INT_BITS, MAX_LIST, MAX_STR
-from compiler.passes import compile_file
-from dsl.loader import MAX_FILE_BYTES
-from runtime.cli import main
+from archc.compiler.evaluate import MAX_INT_BITS, MAX_LIST, MAX_STR
+from archc.compiler.passes import compile_file
+from archc.dsl.loader import MAX_FILE_BYTES
+from archc.runtime.cli import main
 
 HEADER = "arch net(width = 16)\ninput [3, 32, 32]\n"
 BOUND_S = 1.0

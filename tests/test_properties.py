@@ -18,10 +18,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch.utils.flop_counter import FlopCounterMode
 
-from compiler.build import build_graph
-from compiler.codegen import inplace, record_shapes
-from compiler.passes import compile_file
-from dsl.errors import ArchError
+from archc.compiler.builder import build_graph
+from archc.compiler.codegen import inplace, record_shapes
+from archc.compiler.passes import compile_file
+from archc.dsl.errors import ArchError
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
 

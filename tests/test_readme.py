@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from compiler import check
+from archc.compiler import check
 
 ROOT = Path(__file__).resolve().parents[1]
 

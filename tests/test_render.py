@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from compiler.passes import compile_file
-from compiler.render import default_depth, render, to_dot
-from dsl.errors import RenderError
-from runtime.cli import main
+from archc.compiler.passes import compile_file
+from archc.compiler.render import default_depth, render, to_dot
+from archc.dsl.errors import RenderError
+from archc.runtime.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).parent / "golden"

@@ -11,9 +11,9 @@ import re
 
 import pytest
 
-import compiler
-from compiler.merge_hints import projection_stride
-from dsl.errors import ShapeError
+from archc import compiler
+from archc.compiler.merge_hints import projection_stride
+from archc.dsl.errors import ShapeError
 
 RESIDUAL = """arch net
 input [3, {size}, {size}]

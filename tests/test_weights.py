@@ -15,10 +15,10 @@ import torch
 import torchvision
 from torchvision.models._api import WeightsEnum
 
-from compiler.build import build
-from dsl.errors import CheckpointError, UsageError
-from runtime.cli import main
-from runtime.weights import load_weights
+from archc.compiler.builder import build
+from archc.dsl.errors import CheckpointError, UsageError
+from archc.runtime.cli import main
+from archc.runtime.weights import load_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 RESNET18 = str(ROOT / "archs/resnet18.arch")

@@ -4,8 +4,7 @@ citing its source, and reproduces the published size in ``shared/zoo-targets.jso
 
 Everything here runs on the torch-free front end, except the seed-model checks at the end,
 which load the hand-written reference models' weights (tests/reference/uva_models.py) into
-the built module; they import torch inside the test and are skipped until
-``compiler/build.py`` exists.
+the built module; they import torch inside the test.
 """
 from __future__ import annotations
 
@@ -19,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from compiler import registry
-from compiler.passes import compile_file
+from archc.compiler import registry
+from archc.compiler.passes import compile_file
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS_FILE = Path(__file__).resolve().parents[2] / "shared/zoo-targets.json"
@@ -140,11 +139,10 @@ def test_dsnet_adds_only_weighted_normalized_shortcuts(name, base):
 
 
 # ---- seed models vs their hand-written twins (torch) --------------------------------------------
-@pytest.mark.skipif(not (ROOT / "compiler/build.py").exists(), reason="compiler/build.py not written yet")
 @pytest.mark.parametrize("name", SEED_MODELS)
 def test_seed_model_loads_reference_weights_and_matches(name):
     torch = pytest.importorskip("torch")
-    from compiler.build import build  # noqa: PLC0415 - torch only here
+    from archc.compiler.builder import build  # noqa: PLC0415 - torch only here
     sys.path.insert(0, str(ROOT))
     from tests.reference import uva_models  # noqa: PLC0415
 

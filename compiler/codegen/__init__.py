@@ -7,8 +7,8 @@
     pysource.py  standalone Python source of the same model (``emit_python``)
     probe.py     run a built model and report every IR node's shape
 """
-from compiler.codegen.generate import ArchModule, generate
-from compiler.codegen.probe import record_shapes
-from compiler.codegen.pysource import emit_python
+from archc.compiler.codegen.generate import ArchModule, generate
+from archc.compiler.codegen.probe import record_shapes
+from archc.compiler.codegen.pysource import emit_python
 
 __all__ = ["ArchModule", "generate", "record_shapes", "emit_python"]

@@ -6,8 +6,8 @@ import re
 
 import torch.fx as fx
 
-from compiler.codegen.lower import SHAPE
-from compiler.ops import fmt
+from archc.compiler.codegen.lower import SHAPE
+from archc.compiler.ops import fmt
 
 _ASSIGN = re.compile(r"^\s+(\w+) = ")
 

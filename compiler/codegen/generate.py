@@ -4,11 +4,11 @@ from __future__ import annotations
 import torch.fx as fx
 import torch.nn as nn
 
-from compiler.codegen.layers import init_torchvision
-from compiler.codegen.lower import lower
-from compiler.codegen.outline import outline
-from compiler.codegen.tree import build_tree
-from compiler.ir import Graph
+from archc.compiler.codegen.layers import init_torchvision
+from archc.compiler.codegen.lower import lower
+from archc.compiler.codegen.outline import outline
+from archc.compiler.codegen.tree import build_tree
+from archc.compiler.ir import Graph
 
 
 class ArchModule(fx.GraphModule):

@@ -6,7 +6,7 @@ write, which costs as much as the add itself. torchvision's ResNet therefore wri
 """
 from __future__ import annotations
 
-from compiler.ir import Graph
+from archc.compiler.ir import Graph
 
 # Ops whose output is a tensor of their own that their backward does not read: conv, linear
 # and bn save their input, pools their input or nothing, add and scale what they were given.

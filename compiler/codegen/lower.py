@@ -21,9 +21,9 @@ from collections import defaultdict
 import torch
 import torch.fx as fx
 
-from compiler.codegen import inplace
-from compiler.ir import Graph
-from dsl.errors import ValidationError
+from archc.compiler.codegen import inplace
+from archc.compiler.ir import Graph
+from archc.dsl.errors import ValidationError
 
 SHAPE, REGION, ARCH_ID = "archc_shape", "archc_region", "archc_id"
 

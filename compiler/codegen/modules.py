@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch.nn as nn
 
-from compiler.codegen import layers
+from archc.compiler.codegen import layers
 
 
 @dataclass(frozen=True)

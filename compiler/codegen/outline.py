@@ -14,9 +14,9 @@ import operator
 import torch.fx as fx
 import torch.nn as nn
 
-from compiler.codegen.comments import new_graph
-from compiler.codegen.layers import CheckpointRegion
-from compiler.codegen.lower import REGION, SHAPE
+from archc.compiler.codegen.comments import new_graph
+from archc.compiler.codegen.layers import CheckpointRegion
+from archc.compiler.codegen.lower import REGION, SHAPE
 
 
 def outline(flat: fx.Graph, tree: nn.Module) -> tuple[fx.Graph, dict]:

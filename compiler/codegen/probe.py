@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.fx as fx
 
-from compiler.codegen.layers import CheckpointRegion
+from archc.compiler.codegen.layers import CheckpointRegion
 
 
 class _Recorder(fx.Interpreter):

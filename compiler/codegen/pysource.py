@@ -14,12 +14,12 @@ import textwrap
 import torch
 import torch.nn as nn
 
-from compiler.codegen import layers
-from compiler.codegen.outline import outline
-from compiler.codegen.lower import lower
-from compiler.codegen.tree import build_tree, module_plan
-from compiler.ir import Graph
-from compiler.ops import fmt
+from archc.compiler.codegen import layers
+from archc.compiler.codegen.outline import outline
+from archc.compiler.codegen.lower import lower
+from archc.compiler.codegen.tree import build_tree, module_plan
+from archc.compiler.ir import Graph
+from archc.compiler.ops import fmt
 
 _HELPERS = {  # layer -> the definitions it needs from layers.py
     layers.Scale: [layers.Scale],

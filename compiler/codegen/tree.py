@@ -10,11 +10,11 @@ import keyword
 
 import torch.nn as nn
 
-from compiler.codegen import inplace
-from compiler.codegen.layers import Block
-from compiler.codegen.modules import Ctor, ctor
-from compiler.ir import Graph
-from dsl.errors import ValidationError
+from archc.compiler.codegen import inplace
+from archc.compiler.codegen.layers import Block
+from archc.compiler.codegen.modules import Ctor, ctor
+from archc.compiler.ir import Graph
+from archc.dsl.errors import ValidationError
 
 
 def module_plan(g: Graph) -> list[tuple[str, Ctor]]:

@@ -88,12 +88,12 @@ linear(classes)
 
 
 def archc(args: list, wait: bool = True, prefix: list | None = None, **popen) -> subprocess.Popen | subprocess.CompletedProcess:
-    """``python -m runtime.cli ARGS`` in a fresh interpreter, on one thread, so reruns compute identically.
+    """``python -m archc ARGS`` in a fresh interpreter, on one thread, so reruns compute identically.
 
     ``prefix`` goes before the interpreter (e.g. ``unshare -m ...``); ``popen`` reaches subprocess as is.
     """
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
-    cmd = [*(prefix or []), sys.executable, "-m", "runtime.cli", *map(str, args)]
+    cmd = [*(prefix or []), sys.executable, "-m", "archc", *map(str, args)]
     if wait:
         return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=180, **popen)
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)

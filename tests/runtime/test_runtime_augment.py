@@ -4,8 +4,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from runtime import augment
-from runtime.data import load_cifar10
+from archc.runtime import augment
+from archc.runtime.data import load_cifar10
 
 IMAGES = load_cifar10("sample", train=False).test_x[:64]
 

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from dsl.errors import CheckpointError
-from runtime import atomic, checkpoint, rng
+from archc.dsl.errors import CheckpointError
+from archc.runtime import atomic, checkpoint, rng
 from runtime_kit import REPO, TinyNet
 
 
@@ -33,8 +33,8 @@ def test_file_size_limit_keeps_the_previous_checkpoint(tmp_path):
     script = textwrap.dedent(f"""
         import resource, signal, sys, torch
         sys.path.insert(0, {str(REPO)!r})
-        from runtime import checkpoint
-        from dsl.errors import CheckpointError
+        from archc.runtime import checkpoint
+        from archc.dsl.errors import CheckpointError
         checkpoint.save({str(tmp_path / 'last.pt')!r}, {{"epoch": 1, "w": torch.ones(10)}})
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG instead of being killed
         resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from runtime.cli import main
+from archc.runtime.cli import main
 from runtime_kit import REPO, write_slice
 
 ARCH = str(REPO / "archs" / "resnet20.arch")
@@ -37,7 +37,7 @@ def test_resume_with_another_lr_is_a_usage_error(tmp_path, capsys):
 def test_torchrun_two_processes(tmp_path):
     data = write_slice(tmp_path / "data", 256, 50)
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "runtime.train",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "archc.runtime.train",
            ARCH, "--data", str(data), "--out", str(out), "--epochs", "1", "--batch-size", "64", "--device", "cpu"]
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr

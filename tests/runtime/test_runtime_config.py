@@ -7,10 +7,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from dsl.errors import UsageError
-from runtime import commands
-from runtime.config import TrainConfig, resolve_config
-from runtime.schedule import lr_factor
+from archc.dsl.errors import UsageError
+from archc.runtime import commands
+from archc.runtime.config import TrainConfig, resolve_config
+from archc.runtime.schedule import lr_factor
 from runtime_kit import TinyNet
 
 

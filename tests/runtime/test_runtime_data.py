@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from dsl.errors import DataError
-from runtime import data
+from archc.dsl.errors import DataError
+from archc.runtime import data
 from runtime_kit import SAMPLE, SHARED
 
 

@@ -21,9 +21,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from runtime import checkpoint
-from runtime.cli import main
-from runtime.train import build_model
+from archc.runtime import checkpoint
+from archc.runtime.cli import main
+from archc.runtime.train import build_model
 from runtime_kit import TINY_ARCH, WIDE_ARCH, archc, epochs_done, temporaries, write_slice
 
 EPOCHS = 16  # of 8 steps (256 images, batch 32): ~0.2-0.4 s each, most of it writing last.pt and curves.png
@@ -352,7 +352,7 @@ def test_eval_of_a_checkpoint_whose_run_set_parameters_this_file_lacks(tiny, run
 
 
 def test_bad_checkpoint_through_a_real_process(tiny, runs, tmp_path):
-    """The same refusal from `python -m runtime.cli`: exit status 2 and the message, nothing else."""
+    """The same refusal from `python -m archc`: exit status 2 and the message, nothing else."""
     path = tmp_path / "cut.pt"
     what, detail = _make_bad("truncated", path, runs)
     done = archc(["eval", tiny.arch, "--checkpoint", path, "--data", tiny.data, "--device", "cpu"])

@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from dsl.errors import DivergedError, UsageError
-from runtime import checkpoint
-from runtime.augment import MEAN, STD
-from runtime.config import TrainConfig
-from runtime.data import load_cifar10
-from runtime.evaluate import evaluate
-from runtime.rng import seed_everything
-from runtime.train import train
+from archc.dsl.errors import DivergedError, UsageError
+from archc.runtime import checkpoint
+from archc.runtime.augment import MEAN, STD
+from archc.runtime.config import TrainConfig
+from archc.runtime.data import load_cifar10
+from archc.runtime.evaluate import evaluate
+from archc.runtime.rng import seed_everything
+from archc.runtime.train import train
 from runtime_kit import TinyNet
 
 RUN_FILES = {"config.json", "metrics.jsonl", "last.pt", "best.pt", "curves.png", "summary.json"}

@@ -8,15 +8,15 @@ import os
 
 import torch.nn as nn
 
-from compiler.codegen import emit_python, generate
-from compiler.ir import Graph
+from archc.compiler.codegen import emit_python, generate
+from archc.compiler.ir import Graph
 
 __all__ = ["build", "build_graph", "emit_python"]
 
 
 def build(source: str | os.PathLike, overrides: dict | None = None, **params) -> nn.Module:
     """The network of a spec: a path ending in ``.arch``, or the spec's text (see ``compiler.check``)."""
-    from compiler import check
+    from archc.compiler import check
     return build_graph(check(source, overrides, **params))
 
 
