@@ -7,12 +7,12 @@ out, non-``.arch`` files, missing files and cycles are refused with located mess
 from __future__ import annotations
 
 import os
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from archc.dsl import ast
 from archc.dsl.errors import ImportError_, LimitError, ParseError, Span
+from archc.dsl.files import FileRefused, read_regular
 from archc.dsl.parser import parse
 
 MAX_FILE_BYTES = 64 * 1024  # a spec is a short text (the largest in archs/ is 2.3 KB); Lark parses ~20k tokens/s
@@ -44,19 +44,11 @@ def read_source(path: Path, span: Span | None = None) -> str:
     name = shown(path)
     span = span or Span(name, 1, 1)
     try:
-        st = path.stat()
-        if stat.S_ISDIR(st.st_mode):
-            raise ImportError_(f"{name} is a directory", span, expected="a .arch file", hint="name a file inside it")
-        if not stat.S_ISREG(st.st_mode):
-            raise ImportError_(f"{name} is not a regular file", span, expected="a .arch file",
-                               found="a FIFO, socket or device", hint="save the spec to a file first")
-        if st.st_size > MAX_FILE_BYTES:
-            raise LimitError(f"{name} is {st.st_size:,} bytes", span,
-                             expected=f"a spec of at most {MAX_FILE_BYTES:,} bytes")
-        with path.open("rb") as f:
-            data = f.read(MAX_FILE_BYTES + 1)
-        if len(data) > MAX_FILE_BYTES:  # it grew since stat()
-            raise LimitError(f"{name} is over {MAX_FILE_BYTES:,} bytes", span)
+        data = read_regular(path, MAX_FILE_BYTES)
+    except FileRefused as e:
+        kind = LimitError if e.too_large else ImportError_
+        raise kind(f"{name} {e.what}", span, expected=e.expected and f"{e.expected} (a .arch spec)",
+                   hint=e.hint) from None
     except FileNotFoundError:
         raise ImportError_(f"no such file: {name}", span, hint="check the path") from None
     except PermissionError:
