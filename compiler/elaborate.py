@@ -14,9 +14,10 @@ from dataclasses import dataclass, field, replace
 from archc.compiler import shapes
 from archc.compiler.evaluate import Evaluator, Work, show, type_name
 from archc.compiler.ir import BlockFrame, Graph, OpNode
-from archc.compiler.ops import OPS
+from archc.compiler.ops import OPS, callable_ops, merges
+from archc.compiler.ops.registry import BUILTIN_IO
 from archc.compiler.scope import Scope
-from archc.compiler.signature import bind_op, suggest_op
+from archc.compiler.signature import bind_op, suggest
 from archc.dsl import ast
 from archc.dsl.errors import EvalError, LimitError, NameError_, ValidationError
 
@@ -205,9 +206,14 @@ class Elaborator:
         if it.name in self.c.blocks:
             return self.block(it, cur, scope, env, own)
         op = OPS.get(it.name)
-        if op is None or it.name in ("input", "output"):
-            raise NameError_(f"unknown op or block `{it.name}`", replace(it.span, end_col=it.span.col + len(it.name)),
-                             hint=suggest_op(it.name, self.c.blocks) or "define it with `block`")
+        name_span = replace(it.span, end_col=it.span.col + len(it.name))
+        if op is not None and op.merge:
+            raise ValidationError(f"`{it.name}` is a merge, not an op", name_span,
+                                  expected=f"{it.name} {{ BRANCH \n BRANCH ... }}",
+                                  hint=f"write its branches on separate lines inside `{it.name} {{ }}`")
+        if op is None or it.name in BUILTIN_IO:
+            raise NameError_(f"unknown op or block `{it.name}`", name_span,
+                             hint=suggest(it.name, [*callable_ops(), *self.c.blocks]) or "define it with `block`")
         ev = self.ev(env, cur)
         args = bind_op(op, [ev(a) for a in it.args], [(k, ev(v)) for k, v in it.kwargs], it.span,
                        {**{i: a.span for i, a in enumerate(it.args)}, **{k: v.span for k, v in it.kwargs}})
@@ -242,8 +248,12 @@ class Elaborator:
                               hint="put it in a group with the items that use it: `{ let x = 3; conv(x, 3) }`")
 
     def _Merge(self, it, cur, scope, env, own):
-        from archc.compiler.merges import lower_merge  # merges.py builds on this class
-        return lower_merge(self, it, cur, scope, env, own)
+        op = OPS.get(it.kind)
+        if op is None or not op.merge:
+            what = "an op, not a merge" if it.kind in callable_ops() else "not a merge"
+            raise NameError_(f"`{it.kind}` is {what}", it.span, expected=", ".join(merges()),
+                             hint=suggest(it.kind, merges()) or "define a block, or register a merge")
+        return op.expand(self, it, cur, scope, env)
 
 
 def bind_block(bdef, args, kwargs, span, ev_defaults) -> dict:

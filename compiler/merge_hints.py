@@ -1,4 +1,4 @@
-"""Merge errors' hints: which branch of a mismatched ``add``/``concat`` to change, and how.
+"""Merge errors' hints: which branch of a mismatched ``add``/``concat``/``mul`` to change, and how.
 
 The graph does not record a merge's input, so the branches are recovered from it: walking
 back from the branch ends, they meet at the merge input. An ``add`` hint projects the
@@ -17,12 +17,12 @@ from archc.compiler.ir import Graph
 from archc.compiler.ops import fmt
 
 
-def merge_hint(g: Graph, merge: str) -> tuple[str, str | None]:
-    """(the ``found:`` line naming every branch's shape, the hint) for a failed merge."""
+def merge_hint(g: Graph, merge: str, fix) -> tuple[str, str | None]:
+    """(the ``found:`` line naming every branch's shape, the hint) for a failed merge; ``fix(g,
+    branches, file)`` is the merge op's own (``add``: a projection, ``mul``: a gate ...)."""
     bs = _branches(g, merge)
     found = "; ".join(f"branch {b.index} (ending at `{b.end}`) {fmt(b.shape)}" for b in bs)
-    node = g.node(merge)
-    return found, _add_fix(bs) if node.op == "add" else _concat_fix(g, bs, node.span.file)
+    return found, fix(g, bs, g.node(merge).span.file)
 
 
 # ---- merge branches, recovered from the graph ------------------------------------------------
@@ -46,7 +46,7 @@ def _branches(g: Graph, merge: str) -> list[_Branch]:
     out = []
     for i, end in enumerate(ends):
         path = _path(g, end, start)
-        out.append(_Branch(i, end, g.shapes[end], path, start, all(g.node(n).op == "identity" for n in path)))
+        out.append(_Branch(i, end, g.shapes[end], path, start, all(g.node(n).spec.passthrough for n in path)))
     return out
 
 
@@ -72,7 +72,7 @@ def _path(g: Graph, end: str, start: str) -> tuple:
 
 
 # ---- add: project the branches that do not match the working branch -------------------------
-def _add_fix(bs: list[_Branch]) -> str:
+def add_fix(bs: list[_Branch]) -> str:
     maps = [b for b in bs if len(b.shape) == 3]
     if maps and len(maps) < len(bs):
         flat = next(b for b in bs if len(b.shape) != 3)
@@ -117,7 +117,7 @@ def projection_stride(size: int, want: int) -> int | None:
 
 
 # ---- concat: name the odd branch out and the node in it that changed the size ---------------
-def _concat_fix(g: Graph, bs: list[_Branch], file: str) -> str | None:
+def concat_fix(g: Graph, bs: list[_Branch], file: str) -> str | None:
     flat = [_name(b) for b in bs if len(b.shape) != 3]
     if flat:
         return (f"{', '.join(flat)} {'is' if len(flat) == 1 else 'are'} flat while others are feature maps: "
@@ -178,21 +178,31 @@ def _called(node) -> str:
 
 
 def _stride_of(node) -> tuple | None:
-    if node.op in ("maxpool", "avgpool"):
-        return node.spec.window(node.args)[1]  # their stride defaults to the kernel
-    if node.op == "shortcut_a":
-        return (node.args.stride, node.args.stride)
-    return node.args.stride if node.op == "conv" else None
+    return node.spec.stride(node.args)
 
 
 def _keeping_pad(node) -> str | None:
     """The padding with which a stride-1 conv or pool keeps its input size: d*(k-1)/2 a side."""
-    if node.op not in ("conv", "maxpool", "avgpool"):
-        return None
-    total = [d * (k - 1) for k, d in zip(node.args.kernel, getattr(node.args, "dilation", (1, 1)))]
-    if any(t % 2 for t in total):
-        return '"same"' if node.op == "conv" else None
-    ph, pw = (t // 2 for t in total)
-    if node.op != "conv" and (ph > node.args.kernel[0] // 2 or pw > node.args.kernel[1] // 2):
-        return None  # a dilated maxpool: PyTorch caps its padding at half the kernel
-    return str(ph) if ph == pw else f"[{ph}, {pw}]"
+    return node.spec.keeping_pad(node.args)
+
+
+# ---- mul: a gate scales a map; it is never projected ------------------------------------------------
+def gate_fix(bs: list[_Branch]) -> str:
+    """A ``mul`` is a gate (squeeze-excitation): the small branch must give the map's channels at
+    1×1 (or at the map's own size), so the fix widens or pools the gate, never projects the map."""
+    target = max(bs, key=lambda b: math.prod(b.shape))
+    fixes = []
+    for b in bs:
+        if b is target:
+            continue
+        if len(b.shape) != len(target.shape):
+            fixes.append(f"{_name(b)} is {fmt(b.shape)} but {_name(target)} is {fmt(target.shape)}: "
+                         "gate before flattening, or flatten both")
+            continue
+        if b.shape[0] != target.shape[0]:
+            fixes.append(f"the gate {_name(b)} gives {b.shape[0]} channels but {_name(target)} has "
+                         f"{target.shape[0]}: end the gate with `conv({target.shape[0]}, 1)`")
+        if len(b.shape) == 3 and any(x not in (1, y) for x, y in zip(b.shape[1:], target.shape[1:])):
+            fixes.append(f"the gate {_name(b)} is {fmt(b.shape[1:])} against the map's {fmt(target.shape[1:])}: "
+                         "squeeze it to 1×1 with `gap`, or keep the map's size")
+    return "; ".join(fixes)

@@ -1,30 +1,28 @@
-"""Lowering of merges: ``add``, ``concat`` and DSNet's ``dense_sum``, into plain IR ops.
+"""Expanding merges: ``NAME { branches }`` into IR nodes.
 
-``add`` / ``concat``: every branch starts from the merge's input; a branch that is a lone
-``for`` gives one branch per iteration, a lone ``X if c`` with c false gives none, and a
-merge left with one branch is that branch (so ``shortcut = false`` turns ResNet into its
-plain twin). ``dense_sum { u1 ... un }``: with o_0 the input and o_k = u_k(x_k),
-x_k = sum_{j<k} s_kj * BN_kj(o_j) and the output is the same sum over o_0 .. o_n; each
-BN/scale pair is an ordinary ``bn`` + ``scale`` node, the sum an ``add``.
+``add`` / ``mul`` / ``concat`` (``expand_branches``): every branch starts from the merge's
+input; a branch that is a lone ``for`` gives one branch per iteration, a lone ``X if c`` with
+c false gives none, and a merge left with one branch is that branch (so ``shortcut = false``
+turns ResNet into its plain twin). ``dense_sum { u1 ... un }`` (``dense_sum``): with o_0 the
+input and o_k = u_k(x_k), x_k = sum_{j<k} s_kj * BN_kj(o_j) and the output is the same sum over
+o_0 .. o_n; each BN/scale pair is an ordinary ``bn`` + ``scale`` node, the sum an ``add``.
 """
 from __future__ import annotations
 
+from archc.compiler.evaluate import show, type_name
 from archc.compiler.ops import OPS, fmt
 from archc.dsl import ast
-from archc.compiler.evaluate import show, type_name
 from archc.dsl.errors import EvalError, LimitError, ShapeError, ValidationError
 
 
-def lower_merge(el, it, cur, scope, env, own):
-    if it.kind == "dense_sum":
-        return _dense_sum(el, it, cur, scope, env)
+def expand_branches(el, op, it, cur, scope, env) -> str:
     outs = [el.seq(items, cur, scope, env2) for items, env2 in _branches(el, it, cur, env)]
     if not outs:
         raise ValidationError(f"`{it.kind}` has no branches left", it.span,
                               expected="at least one branch", hint="check the `if` conditions of its branches")
     if len(outs) == 1:
         return outs[0]
-    return el.emit(it.kind, OPS[it.kind].Args(), outs, scope.join(scope.fresh(it.kind)), it.span)
+    return el.emit(op.name, op.Args(), outs, scope.join(scope.fresh(op.name)), it.span)
 
 
 def _branches(el, it, cur, env):
@@ -71,7 +69,7 @@ def _units(el, it, cur, scope, env):
                 yield item, env, scope, False
 
 
-def _dense_sum(el, it, cur, scope, env):
+def dense_sum(el, it, cur, scope, env) -> str:
     outs = [cur]
     for k, (item, env2, uscope, own) in enumerate(_units(el, it, cur, scope, env), 1):
         x = _weighted_sum(el, outs, scope, k, it.span)

@@ -118,9 +118,10 @@ def parse_value(text: str, key: str):
     try:
         return Evaluator({})(parse_expr(text, "--set", text, 1, 1))
     except ArchError as e:
+        python_bool = e.what in ("unknown name `True`", "unknown name `False`")
         raise UsageError(f"`--set {key}={text}`: not a value", where="--set",
                          expected="a number, bool, string or list, e.g. --set blocks=[6,12,24,16]",
-                         found=e.what) from None
+                         found=e.what, hint="booleans are written `true` and `false`" if python_bool else None) from None
 
 
 class Validate:
@@ -143,10 +144,10 @@ def _check_node(node: OpNode, n_in: int):
     spec = OPS.get(node.op)
     if spec is None:
         raise ValidationError(f"unknown op `{node.op}`", node.span)
-    want = {-1: (0, 0), 0: (2, None)}.get(spec.arity, (spec.arity, spec.arity))
-    if n_in < want[0] or (want[1] is not None and n_in > want[1]):
+    low, high = spec.arity
+    if n_in < low or (high is not None and n_in > high):
         raise ValidationError(f"`{node.op}` at `{node.id}` has {n_in} inputs", node.span,
-                              expected=f"{want[0]}" + ("+" if want[1] is None else ""))
+                              expected=f"{low}" + ("+" if high is None else "" if high == low else f" to {high}"))
     if not isinstance(node.args, spec.Args):
         raise ValidationError(f"`{node.id}` carries arguments of the wrong type", node.span)
 
@@ -168,18 +169,18 @@ class Costs:
 def _kept(g, n: str) -> bool:
     """Whether the compiled module keeps this node's output for backward.
 
-    Views and the output are free. Inside a checkpoint region only the values read outside
-    it are kept; the rest is recomputed. A concat is a lazy list of its pieces until a
-    non-concat op reads it (codegen's lowering), and that `cat` runs inside the reader's
-    region when there is one, so it is kept only when a reader outside every region exists.
+    Views (and the output) are free. Inside a checkpoint region only the values read outside
+    it are kept; the rest is recomputed. A lazy op (concat) is a list of its pieces until a
+    non-lazy op reads it (codegen's lowering), and that `cat` runs inside the reader's region
+    when there is one, so it is kept only when a reader outside every region exists.
     """
-    node = g.node(n)
-    if node.spec.inplace_view or node.op == "output":
+    spec = g.node(n).spec
+    if spec.view:
         return False
     readers = g.consumers(n)
-    if node.op == "concat":
-        return any(not g.node(r).checkpoint for r in readers if g.node(r).op != "concat")
-    return not node.checkpoint or any(g.node(r).checkpoint != node.checkpoint for r in readers)
+    if spec.lazy:
+        return any(not g.node(r).checkpoint for r in readers if not g.node(r).spec.lazy)
+    return not g.node(n).checkpoint or any(g.node(r).checkpoint != g.node(n).checkpoint for r in readers)
 
 
 class _Shapes:

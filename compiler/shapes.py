@@ -8,7 +8,6 @@ shapes involved and, for merges, the branches and a concrete fix (``merge_hints.
 from __future__ import annotations
 
 from archc.compiler.ir import Graph
-from archc.compiler.merge_hints import merge_hint
 from archc.compiler.ops import ShapeFault, fmt
 from archc.dsl.errors import ShapeError
 
@@ -32,8 +31,8 @@ def node_params(g: Graph, node_id: str) -> int:
 def _located(g: Graph, node_id: str, f: ShapeFault, ins: list) -> ShapeError:
     node = g.node(node_id)
     hint, found = f.hint, f.found
-    if node.op in ("add", "concat") and len(ins) > 1:
-        found, hint = merge_hint(g, node_id)
+    if node.spec.merge and len(ins) > 1:
+        found, hint = node.spec.hint(g, node_id)
     return ShapeError(f"{f.what} (at `{node_id}`)", node.span, expected=f.expected, found=found, hint=hint)
 
 

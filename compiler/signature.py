@@ -9,11 +9,12 @@ from __future__ import annotations
 import difflib
 
 from archc.compiler.evaluate import show, type_name
-from archc.compiler.ops import OPS, REQUIRED, Op
+from archc.compiler.ops import REQUIRED, Op
 from archc.dsl.errors import NameError_, Span, ValidationError
 
 _KIND_TEXT = {
     "pos_int": "a positive int", "nonneg_int": "an int >= 0", "int": "an int", "float": "a number",
+    "pos_float": "a number > 0", "unit": "a number in [0, 1]", "floats": "a list of numbers",
     "prob": "a probability in [0, 1)", "bool": "true or false",
     "pair": "a positive int or a list of two", "npair": "an int >= 0 or a list of two",
     "pad": 'an int >= 0, a list of two, "same" or "valid"', "choice": "one of {choices}",
@@ -43,6 +44,13 @@ def coerce(kind: str, v, choices: tuple = ()):
         return v if _is_int(v) else None
     if kind == "float":
         return float(v) if type(v) in (int, float) else None
+    if kind == "pos_float":
+        return float(v) if type(v) in (int, float) and v > 0 else None
+    if kind == "unit":
+        return float(v) if type(v) in (int, float) and 0 <= v <= 1 else None
+    if kind == "floats":
+        ok = isinstance(v, tuple) and v and all(type(x) in (int, float) for x in v)
+        return tuple(float(x) for x in v) if ok else None
     if kind == "prob":
         return float(v) if type(v) in (int, float) and 0 <= v < 1 else None
     if kind == "bool":
@@ -87,7 +95,7 @@ def bind_op(op: Op, args: list, kwargs: list, span: Span, arg_spans: dict):
             if a.default is REQUIRED:
                 raise ValidationError(f"`{op.name}` needs its `{a.name}` argument", span,
                                       expected=f"{op.name}({', '.join(names)})",
-                                      hint=f"e.g. {_example(op)}")
+                                      hint=f"e.g. {op.example.rsplit('; ', 1)[-1]}")
             out[a.name] = a.default
             continue
         v = coerce(a.kind, values[a.name], a.choices)
@@ -99,12 +107,6 @@ def bind_op(op: Op, args: list, kwargs: list, span: Span, arg_spans: dict):
     return op.Args(**out)
 
 
-def _example(op: Op) -> str:
-    return {"conv": "conv(64, 3, pad = 1)", "linear": "linear(10)", "maxpool": "maxpool(2)",
-            "avgpool": "avgpool(2)", "adaptive_avgpool": "adaptive_avgpool(1)",
-            "shortcut_a": "shortcut_a(32, stride = 2)"}.get(op.name, f"{op.name}(...)")
-
-
-def suggest_op(name: str, blocks) -> str | None:
-    near = difflib.get_close_matches(name, [*OPS, *blocks], n=1)
+def suggest(name: str, candidates) -> str | None:
+    near = difflib.get_close_matches(name, list(candidates), n=1)
     return f"did you mean `{near[0]}`?" if near else None

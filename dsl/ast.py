@@ -136,7 +136,7 @@ class Group(Node):
 
 @dataclass(frozen=True, slots=True)
 class Merge(Node):
-    kind: str  # "add" | "concat" | "dense_sum"
+    kind: str  # a registered merge's name: "add", "concat", "mul", "dense_sum" ...
     branches: tuple  # tuple of tuples of items (dense_sum: one branch, its items are the units)
 
 

@@ -374,10 +374,10 @@ def check_nesting(node, max_depth: int) -> None:
 _TOKEN_NAMES = {
     "_NL": "a newline", "_SEMI": "';'", "_SEP": "a newline or ';'", "$END": "end of file",
     "NAME": "a name", "INT": "an integer", "FLOAT": "a number", "STRING": "a string",
-    "MERGE": "a merge (add, concat, dense_sum)", "COMP_OP": "a comparison (== != < <= > >=)",
+    "COMP_OP": "a comparison (== != < <= > >=)",
     "ADD_OP": "'+' or '-'", "MUL_OP": "'*', '/', '//' or '%'", "_POW": "'**'",
 }
-_ITEM_START = {"NAME", "LBRACE", "MERGE", "FOR", "LET"}            # plus STRING/INT labels
+_ITEM_START = {"NAME", "LBRACE", "FOR", "LET"}            # plus STRING/INT labels
 _EXPR_START = {"INT", "FLOAT", "STRING", "NAME", "TRUE", "FALSE", "IN", "NOT", "LPAR", "LSQB", "ADD_OP"}
 _OPERATORS = {"ADD_OP", "MUL_OP", "COMP_OP", "_POW", "AND", "OR"}
 _AFTER_OPERAND = _OPERATORS | {"DOT", "LPAR", "LSQB", "IF"}
@@ -399,7 +399,7 @@ def _describe_terminal(name: str) -> str:
 def _describe_token(tok) -> str:
     """``name `relu```, ``number 3``, ``'='``, ``end of line`` ... for the 'found' part."""
     kind, text = tok.type, str(tok)
-    if kind in ("NAME", "MERGE"):
+    if kind == "NAME":
         return f"name `{text}`"
     if kind in ("INT", "FLOAT"):
         return f"number {text}"

@@ -10,8 +10,6 @@ prefix) must fail in compile_file with an ArchError, before torch is ever involv
 The generator tracks shapes with PyTorch's own output-size formulas, written out here
 independently of compiler/ops.py.
 """
-from unittest import mock
-
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -20,6 +18,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from archc.compiler.builder import build_graph
 from archc.compiler.codegen import inplace, record_shapes
+from torchcheck import check_in_place, same_training_step
 from archc.compiler.passes import compile_file
 from archc.dsl.errors import ArchError
 
@@ -176,43 +175,11 @@ def check_against_torch(text: str):
         check_in_place(g, model, x)
 
 
-def close(a, b) -> bool:
-    """Equal up to float rounding; checkpointing may sum a gradient's parts in another order."""
-    return (a - b).abs().max().item() <= 1e-5 * (1 + b.abs().max().item())
-
-
 def check_checkpoint(text: str, model, x):
     """A training step with checkpoint regions equals one without them."""
     plain = build_graph(compile_file(text=text.replace(" @checkpoint", "")).graph)
     plain.load_state_dict(model.state_dict(), strict=True)
     same_training_step(model, plain, x)
-
-
-def check_in_place(g, model, x):
-    """Activations and adds that overwrite an input change nothing: a training step equals one without."""
-    with mock.patch.object(inplace, "overwritable", return_value=False):
-        plain = build_graph(g)
-    assert not any(getattr(m, "inplace", False) for m in plain.modules())  # (partial sums stay in place)
-    plain.load_state_dict(model.state_dict(), strict=True)
-    same_training_step(model, plain, x)
-
-
-def same_training_step(model, plain, x):
-    """Outputs, input and parameter gradients, and updated buffers of one training step agree."""
-    outs, grads = [], []
-    for m in (model, plain):
-        m.train()
-        m.zero_grad(set_to_none=True)  # a step taken by an earlier check must not add to these
-        xs = x.clone().requires_grad_()  # a gradient to compare even when there are no parameters
-        torch.manual_seed(0)  # same dropout and drop_path draws (checkpoint replays the RNG)
-        outs.append(m(xs))
-        outs[-1].square().sum().backward()
-        grads.append(xs.grad)
-    assert close(*outs) and close(*grads)
-    for p, q in zip(model.parameters(), plain.parameters()):
-        assert close(p.grad, q.grad)
-    for a, b in zip(model.state_dict().values(), plain.state_dict().values()):
-        assert torch.allclose(a.double(), b.double())
 
 
 @DEFAULT

@@ -6,7 +6,7 @@ import re
 
 import torch.fx as fx
 
-from archc.compiler.codegen.lower import SHAPE
+from archc.compiler.codegen.lower import NHWC, SHAPE
 from archc.compiler.ops import fmt
 
 _ASSIGN = re.compile(r"^\s+(\w+) = ")
@@ -21,7 +21,7 @@ class ShapeComments(fx.graph.CodeGen):
 
     def _gen_python_code(self, nodes, root_module, namespace, **kwargs):
         code = super()._gen_python_code(nodes, root_module, namespace, **kwargs)
-        shapes = {n.name: fmt(n.meta[SHAPE]) for n in nodes if SHAPE in n.meta}
+        shapes = {n.name: _shape(n) for n in nodes if SHAPE in n.meta}
         args = ", ".join(f"{n.name}: {shapes[n.name]}" for n in nodes
                          if n.op == "placeholder" and n.name in shapes)
         lines = []
@@ -33,6 +33,13 @@ class ShapeComments(fx.graph.CodeGen):
                 line += f"  # {args}"
             lines.append(line)
         return dataclasses.replace(code, src="\n".join(lines))
+
+
+def _shape(n: fx.Node) -> str:
+    if n.meta.get(NHWC):  # a permuted map: say what the tensor's dimensions are
+        c, *hw = n.meta[SHAPE]
+        return f"{fmt((*hw, c))} channels-last"
+    return fmt(n.meta[SHAPE])
 
 
 def new_graph() -> fx.Graph:

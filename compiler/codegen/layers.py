@@ -46,6 +46,25 @@ class Scale(nn.Module):
         return str(self.weight.numel())
 
 
+class Affine(nn.Module):
+    """A fixed per-channel ``x * scale + shift`` (torchvision's ``transform_input``); no parameters.
+
+    The constants are non-persistent buffers: they follow ``.to(device)`` but stay out of the
+    state dict, so torchvision's weights load strictly."""
+
+    def __init__(self, scale: tuple, shift: tuple):
+        super().__init__()
+        self.register_buffer("scale", torch.tensor(scale).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("shift", torch.tensor(shift).view(1, -1, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        return x * self.scale.view(shape) + self.shift.view(shape)
+
+    def extra_repr(self) -> str:
+        return f"scale={self.scale.flatten().tolist()}, shift={self.shift.flatten().tolist()}"
+
+
 class ShortcutA(nn.Module):
     """He et al. option A: subsample by ``stride``, zero-pad channels up to ``out``."""
 

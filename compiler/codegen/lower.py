@@ -2,8 +2,11 @@
 
 Every fx node records in ``meta`` the IR node it computes (``ARCH_ID``), that node's static
 shape (``SHAPE``, for the shape comments in the generated code) and its checkpoint region
-(``REGION``, 0 = none). Op modules are called by their node id (``call_module``); ``add``
-is a chain of ``+``, ``flatten`` is ``torch.flatten(x, 1)``, ``identity`` is no node at all.
+(``REGION``, 0 = none). Each op's definition says what it becomes (``compiler/ops``): a module
+called at its node id (``call_module``), a function, a learned tensor (``get_attr``), a fold of
+its branches (``add`` is a chain of ``+``), or nothing (``identity``). Ops that run channels-last
+(``layernorm`` and ``channel_linear`` on maps, as in torchvision's ConvNeXt) get a ``permute``
+before them, shared by consecutive such ops and undone only where a channels-first op reads.
 
 Concatenation is lazy, as in torchvision's DenseNet. A ``concat`` is kept as the list of its
 pieces, and a concat of concats joins the lists, so a dense block's growing feature map is
@@ -15,17 +18,18 @@ pieces are stored: torchvision's ``memory_efficient`` DenseNet.
 from __future__ import annotations
 
 import heapq
-import operator
 from collections import defaultdict
 
 import torch
 import torch.fx as fx
 
 from archc.compiler.codegen import inplace
+from archc.compiler.codegen.modules import resolve
 from archc.compiler.ir import Graph
+from archc.compiler.ops import Alias, Fold, Function, LazyConcat, Module, Parameter, Placeholder, Result
 from archc.dsl.errors import ValidationError
 
-SHAPE, REGION, ARCH_ID = "archc_shape", "archc_region", "archc_id"
+SHAPE, REGION, ARCH_ID, NHWC = "archc_shape", "archc_region", "archc_id", "archc_nhwc"
 
 
 def lower(g: Graph) -> tuple[fx.Graph, dict]:
@@ -77,56 +81,89 @@ class _Lowering:
         self.g, self.fx, self.region = g, fx.Graph(), 0
         self.values: dict = {}  # IR id -> fx.Node, or a tuple of fx.Nodes (a lazy concat)
         self.cats: dict = {}  # (pieces, region) -> the torch.cat node that materialises them
+        self.nhwc: set = set()  # fx nodes holding a channels-last (permuted) map
+        self.twins: dict = {}  # (fx node, layout) -> the same map in that layout, made by one permute
 
     def lower(self, node, ins: list[str]):
-        op = node.op
-        if op == "input":
+        """The fx value(s) of one IR node, by the kind of lowering its op describes."""
+        low = node.spec.lower(node.args, [self.g.shapes[i] for i in ins])
+        if isinstance(low, Placeholder):
             return self.node("placeholder", "x", (), node.id, name="x")
-        if op == "output":
+        if isinstance(low, Result):
             out = self.tensor(ins[0])
             self.fx.output(out)
             return out
-        if op == "identity":
+        if isinstance(low, Alias):
             return self.values[ins[0]]
-        if op == "concat":
+        if isinstance(low, LazyConcat):
             return tuple(p for i in ins for p in self.pieces(i))
-        if op == "add":
-            return self.add(node.id, list(ins))
-        if op == "flatten":
-            return self.node("call_function", torch.flatten, (self.tensor(ins[0]), 1), node.id)
-        return self.node("call_module", node.id, (self.tensor(ins[0]),), node.id)
+        if isinstance(low, Fold):
+            return self.fold(node.id, list(ins), low)
+        x = self.tensor(ins[0], low.layout)
+        if isinstance(low, Module):
+            return self.mark(self.node("call_module", node.id, (x,), node.id), x, low.layout)
+        if isinstance(low, Function):
+            out = self.node("call_function", resolve(low.fn), (x, *low.args), node.id, kwargs=dict(low.kwargs))
+            return self.mark(out, x, low.layout)
+        if isinstance(low, Parameter):
+            param = self.node("get_attr", node.id, (), node.id, name=f"{node.id}_param")
+            param.meta[SHAPE] = low.shape
+            return self.mark(self.node("call_function", resolve(low.fn), (x, param), node.id), x, low.layout)
+        raise AssertionError(f"internal: op `{node.op}` lowers to {low!r}")
 
-    def add(self, ir_id: str, ins: list[str]):
-        """A chain of adds, written into the first operand's buffer when it may be overwritten
-        (``x += y``, as torchvision's ``out += identity``); a + b == b + a exactly, so with two
-        operands either may be the one written."""
-        free = [inplace.overwritable(self.g, src, ir_id) for src in ins]
+    def fold(self, ir_id: str, ins: list[str], low: Fold):
+        """A chain of ``fn``, written into the first operand's buffer when it may be overwritten
+        (``x += y``, as torchvision's ``out += identity``). Sums and products commute exactly, so
+        with two operands either may be the one written, if it has the result's shape."""
+        out = self.g.shapes[ir_id]
+        free = [inplace.overwritable(self.g, src, ir_id) and self.g.shapes[src] == out for src in ins]
+        same = all(self.g.shapes[src] == out for src in ins)  # then every partial result has the final shape
         if len(ins) == 2 and free == [False, True]:
             ins.reverse()
             free.reverse()
-        acc, writable = self.tensor(ins[0]), free[0]
+        acc, writable = self.tensor(ins[0]), free[0] and low.method is not None
         for k, src in enumerate(ins[1:], 2):
             partial = None if k == len(ins) else f"{ir_id}_partial"
-            kind, target = ("call_method", "add_") if writable else ("call_function", operator.add)
+            kind, target = ("call_method", low.method) if writable else ("call_function", resolve(low.fn))
             acc = self.node(kind, target, (acc, self.tensor(src)), ir_id, partial)
-            writable = True  # a partial sum is ours to overwrite
+            writable = low.method is not None and same  # a partial result is ours to overwrite
         return acc
 
     def pieces(self, ir_id: str) -> tuple:
         v = self.values[ir_id]
         return v if isinstance(v, tuple) else (v,)
 
-    def tensor(self, ir_id: str) -> fx.Node:
+    def tensor(self, ir_id: str, layout: str = "nchw") -> fx.Node:
+        """The value of an IR node as one tensor in ``layout`` ("any": as it is)."""
         v = self.values[ir_id]
-        if not isinstance(v, tuple):
+        if isinstance(v, tuple):
+            key = (v, self.region)
+            if key not in self.cats:
+                self.cats[key] = self.node("call_function", torch.cat, (list(v), 1), ir_id)
+            v = self.cats[key]
+        if layout == "any" or (v in self.nhwc) == (layout == "nhwc") or len(self.g.shapes[ir_id]) != 3:
             return v
-        key = (v, self.region)
-        if key not in self.cats:
-            self.cats[key] = self.node("call_function", torch.cat, (list(v), 1), ir_id)
-        return self.cats[key]
+        key = (v, layout, self.region)
+        if key not in self.twins:
+            dims = (0, 2, 3, 1) if layout == "nhwc" else (0, 3, 1, 2)
+            twin = self.node("call_method", "permute", (v, *dims), ir_id, f"{ir_id}_{layout}")
+            self.twins[key] = twin
+            self.twins[(twin, "nchw" if layout == "nhwc" else "nhwc", self.region)] = v  # permuting back is free
+            if layout == "nhwc":
+                self.nhwc.add(twin)
+                twin.meta[NHWC] = True
+        return self.twins[key]
 
-    def node(self, kind: str, target, args: tuple, ir_id: str, name: str | None = None) -> fx.Node:
-        n = self.fx.create_node(kind, target, args, name=py_name(name or ir_id))
+    def mark(self, out: fx.Node, x: fx.Node, layout: str) -> fx.Node:
+        """Record that ``out`` is channels-last when its op ran channels-last (or kept ``x``'s layout)."""
+        if layout == "nhwc" or (layout == "any" and x in self.nhwc):
+            self.nhwc.add(out)
+            out.meta[NHWC] = True  # its tensor is N×H×W×C; the shape comments and probe say C×H×W
+        return out
+
+    def node(self, kind: str, target, args: tuple, ir_id: str, name: str | None = None,
+             kwargs: dict | None = None) -> fx.Node:
+        n = self.fx.create_node(kind, target, args, kwargs or {}, name=py_name(name or ir_id))
         n.meta.update({ARCH_ID: ir_id, SHAPE: self.g.shapes[ir_id], REGION: self.region})
         return n
 

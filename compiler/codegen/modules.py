@@ -1,18 +1,29 @@
-"""Which ``nn.Module`` each IR op becomes, as a constructor call (``Ctor``).
+"""What each IR node stores in the model: an ``nn.Module`` or a learned tensor, as a ``Ctor``.
 
-A ``Ctor`` can both build the module and print itself as Python source, so the fx build
-and ``emit_python`` share one description of every layer. Ops that are not modules
-(``input``, ``output``, ``identity``, ``add``, ``concat``, ``flatten``) map to ``None``:
-lowering turns them into fx values or functions, as torchvision's forwards do.
+An op's definition describes its lowering torch-free (``compiler/ops``); here a ``Module`` or
+``Parameter`` description becomes a ``Ctor`` that can both build the object and print itself as
+Python source, so the fx build and ``emit_python`` share one description of every layer.
 """
 from __future__ import annotations
 
+import importlib
 import inspect
 from dataclasses import dataclass
+from functools import lru_cache
 
+import torch
 import torch.nn as nn
 
-from archc.compiler.codegen import layers
+from archc.compiler.ops import Module, Parameter
+
+
+@lru_cache(maxsize=None)
+def resolve(target):
+    """A dotted path (``torch.nn.Conv2d``, ``operator.add``) as the object it names; objects pass."""
+    if not isinstance(target, str):
+        return target
+    path, _, attr = target.rpartition(".")
+    return getattr(importlib.import_module(path), attr)
 
 
 @dataclass(frozen=True)
@@ -25,16 +36,33 @@ class Ctor:
     def of(cls, module_cls: type, *args, **kwargs) -> "Ctor":
         """Drop keyword arguments equal to the constructor's defaults, to keep reprs short."""
         params = inspect.signature(module_cls).parameters
-        kept = tuple((k, _short(v)) for k, v in kwargs.items() if _short(v) != params[k].default)
+        kept = tuple((k, _short(v)) for k, v in kwargs.items() if k not in params or _short(v) != params[k].default)
         return cls(module_cls, tuple(_short(a) for a in args), kept)
 
     def make(self):
         return self.cls(*self.args, **dict(self.kwargs))
 
     def source(self) -> str:
-        prefix = "nn." if self.cls.__module__.startswith("torch.nn") else ""
         parts = [repr(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kwargs]
-        return f"{prefix}{self.cls.__name__}({', '.join(parts)})"
+        return f"{qualified(self.cls)}({', '.join(parts)})"
+
+
+@dataclass(frozen=True)
+class ParamCtor:
+    """A learned tensor stored at the node id itself (``layer_scale``), filled with one value."""
+    shape: tuple
+    fill: float
+
+    def make(self) -> nn.Parameter:
+        return nn.Parameter(torch.full(self.shape, self.fill))
+
+    def source(self) -> str:
+        return f"nn.Parameter(torch.full({self.shape!r}, {self.fill!r}))"
+
+
+def qualified(cls) -> str:
+    """How emitted source names a class: ``nn.Conv2d``; archc's and users' layers by their own name."""
+    return f"nn.{cls.__name__}" if cls.__module__.startswith("torch.nn") else cls.__name__
 
 
 def _short(v):
@@ -42,50 +70,16 @@ def _short(v):
     return v[0] if isinstance(v, tuple) and len(v) == 2 and v[0] == v[1] else v
 
 
-def ctor(op: str, a, c_in: int, overwrite: bool = False) -> Ctor | None:
-    """The module for one op with arguments ``a`` and ``c_in`` input channels (or features).
+def ctor(spec, a, ins: list, overwrite: bool = False) -> Ctor | ParamCtor | None:
+    """What the node of op ``spec`` with arguments ``a`` and input shapes ``ins`` stores, or None.
 
-    ``overwrite``: the op may write its result over its input (``inplace.overwritable``).
-    """
-    make = _TABLE.get(op)
-    if make is None:
+    ``overwrite``: the op may write its result over its input (``inplace.overwritable``)."""
+    low = spec.lower(a, ins)
+    if isinstance(low, Parameter):
+        return ParamCtor(tuple(low.shape), float(low.fill))
+    if not isinstance(low, Module):
         return None
-    c = make(a, c_in)
-    return Ctor.of(c.cls, *c.args, **dict(c.kwargs), inplace=True) if overwrite and op in INPLACE else c
-
-
-def _conv(a, c):
-    return Ctor.of(nn.Conv2d, c, a.out, a.kernel, stride=a.stride, padding=a.pad,
-                   dilation=a.dilation, groups=a.groups, bias=a.bias)
-
-
-def _pool_stride(a):
-    return a.stride if a.stride is not None else a.kernel
-
-
-# Activations that can run in place, as torchvision's ReLU(inplace=True): no new buffer per call.
-INPLACE = frozenset({"relu", "relu6", "leaky_relu"})
-
-_TABLE = {
-    "conv": _conv,
-    "bn": lambda a, c: Ctor.of(nn.BatchNorm2d, c, eps=a.eps, momentum=a.momentum, affine=a.affine),
-    "linear": lambda a, c: Ctor.of(nn.Linear, c, a.out, bias=a.bias),
-    "scale": lambda a, c: Ctor.of(layers.Scale, c),
-    "relu": lambda a, c: Ctor.of(nn.ReLU),
-    "relu6": lambda a, c: Ctor.of(nn.ReLU6),
-    "gelu": lambda a, c: Ctor.of(nn.GELU, approximate=a.approximate),
-    "silu": lambda a, c: Ctor.of(nn.SiLU),
-    "sigmoid": lambda a, c: Ctor.of(nn.Sigmoid),
-    "tanh": lambda a, c: Ctor.of(nn.Tanh),
-    "leaky_relu": lambda a, c: Ctor.of(nn.LeakyReLU, a.slope),
-    "maxpool": lambda a, c: Ctor.of(nn.MaxPool2d, a.kernel, stride=_pool_stride(a), padding=a.pad,
-                                    dilation=a.dilation, ceil_mode=a.ceil),
-    "avgpool": lambda a, c: Ctor.of(nn.AvgPool2d, a.kernel, stride=_pool_stride(a), padding=a.pad,
-                                    ceil_mode=a.ceil, count_include_pad=a.count_include_pad),
-    # output sizes stay pairs: torchvision prints AdaptiveAvgPool2d(output_size=(1, 1))
-    "adaptive_avgpool": lambda a, c: Ctor(nn.AdaptiveAvgPool2d, (tuple(a.size),)),
-    "gap": lambda a, c: Ctor(nn.AdaptiveAvgPool2d, ((1, 1),)),
-    "dropout": lambda a, c: Ctor.of(nn.Dropout, a.p),
-    "drop_path": lambda a, c: Ctor.of(layers.DropPath, a.p),
-    "shortcut_a": lambda a, c: Ctor.of(layers.ShortcutA, a.out, stride=a.stride),
-}
+    kwargs = dict(low.kwargs)
+    if overwrite and spec.inplace:
+        kwargs["inplace"] = True
+    return Ctor.of(resolve(low.cls), *low.args, **kwargs)

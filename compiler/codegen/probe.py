@@ -5,6 +5,7 @@ import torch
 import torch.fx as fx
 
 from archc.compiler.codegen.layers import CheckpointRegion
+from archc.compiler.codegen.lower import NHWC
 
 
 class _Recorder(fx.Interpreter):
@@ -17,7 +18,8 @@ class _Recorder(fx.Interpreter):
     def run_node(self, n: fx.Node):
         out = super().run_node(n)
         if isinstance(out, torch.Tensor):
-            self.seen[n.name] = tuple(out.shape[1:])
+            shape = tuple(out.shape[1:])
+            self.seen[n.name] = (shape[-1], *shape[:-1]) if n.meta.get(NHWC) else shape
         return out
 
     def call_module(self, target, args, kwargs):

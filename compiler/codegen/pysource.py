@@ -8,6 +8,7 @@ keys, same outputs.
 from __future__ import annotations
 
 import inspect
+import keyword
 import re
 import textwrap
 
@@ -17,16 +18,12 @@ import torch.nn as nn
 from archc.compiler.codegen import layers
 from archc.compiler.codegen.outline import outline
 from archc.compiler.codegen.lower import lower
+from archc.compiler.codegen.modules import ParamCtor
 from archc.compiler.codegen.tree import build_tree, module_plan
 from archc.compiler.ir import Graph
 from archc.compiler.ops import fmt
 
-_HELPERS = {  # layer -> the definitions it needs from layers.py
-    layers.Scale: [layers.Scale],
-    layers.ShortcutA: [layers.ShortcutA],
-    layers.DropPath: [layers.DropPath],
-    layers.CheckpointRegion: [layers.CheckpointRegion, layers.checkpoint_contexts, layers.frozen_stats],
-}
+_NEEDS = {layers.CheckpointRegion: [layers.checkpoint_contexts, layers.frozen_stats]}  # functions a layer calls
 
 
 def emit_python(g: Graph) -> str:
@@ -39,6 +36,7 @@ def emit_python(g: Graph) -> str:
     paths = {id(m): p for p, m in tree.named_modules()}
     lines = [_assign(path, _constructor(path, m, ctors, methods, paths), g.shapes.get(path))
              for path, m in tree.named_modules() if path]
+    lines += [_assign(path, c.source(), None, param=True) for path, c in ctors.items() if isinstance(c, ParamCtor)]
     used = {type(m) for m in tree.modules()}
     body = "\n".join([
         *_definitions(g, used),
@@ -70,8 +68,11 @@ def _header(g: Graph, body: str) -> str:
 
 
 def _definitions(g: Graph, used: set) -> list[str]:
-    """The source of the custom layers (and the initialiser) the model uses, from layers.py."""
-    defs = [layers.Block] + [d for cls, ds in _HELPERS.items() if cls in used for d in ds]
+    """The source of the layers the model uses that torch lacks (archc's own from layers.py, a
+    user-registered op's class), and of the initialiser."""
+    custom = sorted((c for c in used if not c.__module__.startswith("torch.") and c is not layers.Block),
+                    key=lambda c: c.__name__)
+    defs = [layers.Block] + [d for cls in custom for d in (cls, *_NEEDS.get(cls, ()))]
     if g.init == "torchvision":
         defs.append(layers.init_torchvision)
     return [inspect.getsource(d) + "\n" for d in defs]
@@ -90,20 +91,25 @@ def _constructor(path: str, m: nn.Module, ctors: dict, methods: dict, paths: dic
     return "Block()" if m.kind == "Block" else f"Block({m.kind!r})"
 
 
-def _assign(path: str, value: str, shape) -> str:
+def _assign(path: str, value: str, shape, param: bool = False) -> str:
     *parents, leaf = path.split(".")
     owner = _expr(".".join(parents))
     comment = f"  # {fmt(shape)}" if shape else ""
-    if leaf.isidentifier():  # tree.check_names has refused Python keywords
+    if _attribute(leaf):
         return f"{owner}.{leaf} = {value}{comment}"
-    return f"{owner}.add_module({leaf!r}, {value}){comment}"
+    return f"{owner}.{'register_parameter' if param else 'add_module'}({leaf!r}, {value}){comment}"
+
+
+def _attribute(name: str) -> bool:
+    """Whether ``self.NAME`` parses: labels may be keywords (``block``) or hold '-' (``block1-0``)."""
+    return name.isidentifier() and not keyword.iskeyword(name)
 
 
 def _expr(path: str) -> str:
     """``layer1.0.conv1`` -> ``getattr(self.layer1, "0").conv1``, as fx writes module paths."""
     out = "self"
     for part in path.split(".") if path else ():
-        out = f"{out}.{part}" if part.isidentifier() else f'getattr({out}, "{part}")'
+        out = f"{out}.{part}" if _attribute(part) else f"getattr({out}, {part!r})"
     return out
 
 

@@ -12,18 +12,18 @@ import torch.nn as nn
 
 from archc.compiler.codegen import inplace
 from archc.compiler.codegen.layers import Block
-from archc.compiler.codegen.modules import Ctor, ctor
+from archc.compiler.codegen.modules import Ctor, ParamCtor, ctor
 from archc.compiler.ir import Graph
 from archc.dsl.errors import ValidationError
 
 
-def module_plan(g: Graph) -> list[tuple[str, Ctor]]:
-    """(node id, constructor) for each op that is a module, in topological order."""
+def module_plan(g: Graph) -> list[tuple[str, Ctor | ParamCtor]]:
+    """(node id, constructor) for each op that stores a module or a tensor, in topological order."""
     plan = []
     for n in g.topo():
         node, ins = g.node(n), g.inputs(n)
         in_place = len(ins) == 1 and inplace.overwritable(g, ins[0], n)
-        c = ctor(node.op, node.args, g.shapes[ins[0]][0] if ins else 0, in_place)
+        c = ctor(node.spec, node.args, [g.shapes[i] for i in ins], in_place)
         if c is not None:
             plan.append((n, c))
     return plan
@@ -56,14 +56,17 @@ def check_names(g: Graph) -> None:
                                   hint=f"rename the label, e.g. `{bad[0]}_`")
 
 
-def install(root: nn.Module, path: str, module: nn.Module, kinds: dict[str, str]) -> None:
-    """Put ``module`` at dotted ``path``, opening the containers on the way."""
+def install(root: nn.Module, path: str, module: nn.Module | nn.Parameter, kinds: dict[str, str]) -> None:
+    """Put ``module`` (or a learned tensor) at dotted ``path``, opening the containers on the way."""
     *parents, leaf = path.split(".")
     box = root
     for depth, name in enumerate(parents, 1):
         if name not in box._modules:
             box.add_module(name, Block(kinds.get(".".join(parents[:depth]), "Block")))
         box = box._modules[name]
-    if leaf in box._modules:
+    if leaf in box._modules or leaf in box._parameters:
         raise AssertionError(f"internal: two modules at `{path}`")
-    box.add_module(leaf, module)
+    if isinstance(module, nn.Parameter):
+        box.register_parameter(leaf, module)
+    else:
+        box.add_module(leaf, module)

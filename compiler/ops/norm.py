@@ -1,0 +1,57 @@
+"""Normalisations: ``bn`` (BatchNorm2d) and ``layernorm`` (over channels, torchvision's LayerNorm2d)."""
+from __future__ import annotations
+
+import math
+
+from archc.compiler.ops.base import Arg, Op, ShapeFault, fmt, module, spatial
+from archc.compiler.ops.registry import register_op
+
+
+@register_op
+class BatchNorm(Op):
+    name = "bn"
+    doc = "batch normalisation over each channel (torch.nn.BatchNorm2d)"
+    family = "norm"
+    args = (Arg("eps", "pos_float", 1e-5), Arg("momentum", "unit", 0.1), Arg("affine", "bool", True))
+    example = "bn(eps = 0.001, momentum = 0.01)"
+    fresh = True
+
+    def infer(self, a, ins):
+        return spatial(ins[0], "bn")
+
+    def params(self, a, ins):
+        return 2 * ins[0][0] if a.affine else 0
+
+    def other_ops(self, a, ins, out):
+        return 2 * math.prod(out)
+
+    def lower(self, a, ins):
+        return module("torch.nn.BatchNorm2d", ins[0][0], eps=a.eps, momentum=a.momentum, affine=a.affine)
+
+
+@register_op
+class LayerNorm(Op):
+    name = "layernorm"
+    doc = ("layer normalisation over the channels of each pixel (torchvision's LayerNorm2d: weight and bias "
+           "per channel), or over the features of a vector")
+    family = "norm"
+    args = (Arg("eps", "pos_float", 1e-5), Arg("affine", "bool", True))
+    example = "layernorm(eps = 0.000001)"
+    fresh = True
+
+    def infer(self, a, ins):
+        if len(ins[0]) not in (1, 3):
+            raise ShapeFault("`layernorm` needs a C×H×W map or a vector", found=fmt(ins[0]))
+        return ins[0]
+
+    def params(self, a, ins):
+        return 2 * ins[0][0] if a.affine else 0
+
+    def other_ops(self, a, ins, out):
+        return 5 * math.prod(out)  # mean, variance, normalise, scale, shift
+
+    def lower(self, a, ins):
+        # Over channels: torch's LayerNorm normalises the last dim, so the map runs channels-last,
+        # exactly as torchvision's LayerNorm2d and ConvNeXt block permute around it.
+        layout = "nhwc" if len(ins[0]) == 3 else "nchw"
+        return module("torch.nn.LayerNorm", (ins[0][0],), eps=a.eps, elementwise_affine=a.affine, layout=layout)

@@ -1,0 +1,53 @@
+"""Torch-side checks shared by the property, registry and codegen tests (torch is the reference)."""
+from __future__ import annotations
+
+import importlib.util
+from unittest import mock
+
+import torch
+
+from archc.compiler.builder import build_graph
+from archc.compiler.codegen import inplace
+
+
+def close(a, b) -> bool:
+    """Equal up to float rounding; checkpointing may sum a gradient's parts in another order."""
+    return (a - b).abs().max().item() <= 1e-5 * (1 + b.abs().max().item())
+
+
+def check_in_place(g, model, x):
+    """Activations and merges that overwrite an input change nothing: a training step equals one
+    of an out-of-place twin (every ``overwritable`` answered no)."""
+    with mock.patch.object(inplace, "overwritable", return_value=False):
+        plain = build_graph(g)
+    assert not any(getattr(m, "inplace", False) for m in plain.modules())  # (partial sums stay in place)
+    plain.load_state_dict(model.state_dict(), strict=True)
+    same_training_step(model, plain, x)
+
+
+def same_training_step(model, plain, x):
+    """Outputs, input and parameter gradients, and updated buffers of one training step agree."""
+    outs, grads = [], []
+    for m in (model, plain):
+        m.train()
+        m.zero_grad(set_to_none=True)  # a step taken by an earlier check must not add to these
+        xs = x.clone().requires_grad_()  # a gradient to compare even when there are no parameters
+        torch.manual_seed(0)  # same dropout and drop_path draws (checkpoint replays the RNG)
+        outs.append(m(xs))
+        outs[-1].square().sum().backward()
+        grads.append(xs.grad)
+    assert close(*outs) and close(*grads)
+    for p, q in zip(model.parameters(), plain.parameters()):
+        assert close(p.grad, q.grad)
+    for a, b in zip(model.state_dict().values(), plain.state_dict().values()):
+        assert torch.allclose(a.double(), b.double())
+
+
+def load_emitted(src: str, folder, name: str = "emitted"):
+    """Import the source ``emit_python`` wrote, as a module of its own."""
+    path = folder / f"{name}.py"
+    path.write_text(src)
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
