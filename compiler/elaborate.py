@@ -16,7 +16,7 @@ from archc.compiler.evaluate import Evaluator, Work, show, type_name
 from archc.compiler.ir import BlockFrame, Graph, OpNode
 from archc.compiler.ops import OPS, callable_ops, merges
 from archc.compiler.ops.registry import BUILTIN_IO
-from archc.compiler.scope import Scope
+from archc.compiler.scope import Scope, check_name
 from archc.compiler.signature import bind_op, suggest
 from archc.dsl import ast
 from archc.dsl.errors import EvalError, LimitError, NameError_, ValidationError
@@ -125,10 +125,18 @@ class Elaborator:
             self.c.depth -= 1
 
     def _Labeled(self, it, cur, scope, env, own):
+        item = it.item
+        while isinstance(item, ast.Optional):  # decide first: an item that is not built claims no name
+            if self.ev(env, cur).truth(item.cond):
+                item = item.item
+            elif item.other is None:
+                return cur
+            else:
+                item = item.other
         ev = self.ev(env, cur)
         label = "".join(p if isinstance(p, str) else _label_text(ev(p), p) for p in it.label.parts)
-        name = scope.claim(label, it.label.span)
-        return self.item(it.item, cur, scope.child(name), env, own=True)
+        name = scope.claim(label, it.label.span, env)
+        return self.item(item, cur, scope.child(name), env, own=True)
 
     def _Optional(self, it, cur, scope, env, own):
         if self.ev(env, cur).truth(it.cond):
@@ -209,8 +217,8 @@ class Elaborator:
         name_span = replace(it.span, end_col=it.span.col + len(it.name))
         if op is not None and op.merge:
             raise ValidationError(f"`{it.name}` is a merge, not an op", name_span,
-                                  expected=f"{it.name} {{ BRANCH \n BRANCH ... }}",
-                                  hint=f"write its branches on separate lines inside `{it.name} {{ }}`")
+                                  expected=f"`{it.name} {{`, one branch per line, then `}}`",
+                                  hint=f"e.g. {it.name} {{ identity <newline> conv(64, 3, pad = 1) }}")
         if op is None or it.name in BUILTIN_IO:
             raise NameError_(f"unknown op or block `{it.name}`", name_span,
                              hint=suggest(it.name, [*callable_ops(), *self.c.blocks]) or "define it with `block`")
@@ -230,6 +238,8 @@ class Elaborator:
         local = dict(self.c.globals)
         local.update(bind_block(bdef, [ev(a) for a in it.args], [(k, ev(v)) for k, v in it.kwargs],
                                 it.span, Evaluator(self.c.globals, None, self.c.work)))
+        if not own:  # an unlabeled instance's scope is named after the block
+            check_name(it.name, replace(it.span, end_col=it.span.col + len(it.name)), "block name")
         home = scope if own else scope.child(scope.fresh(it.name))
         frame = BlockFrame(it.name, home.path, tuple((p.name, local[p.name]) for p in bdef.params), bdef.doc)
         saved = self.c.frames
@@ -250,9 +260,11 @@ class Elaborator:
     def _Merge(self, it, cur, scope, env, own):
         op = OPS.get(it.kind)
         if op is None or not op.merge:
-            what = "an op, not a merge" if it.kind in callable_ops() else "not a merge"
-            raise NameError_(f"`{it.kind}` is {what}", it.span, expected=", ".join(merges()),
-                             hint=suggest(it.kind, merges()) or "define a block, or register a merge")
+            is_op = it.kind in callable_ops()
+            raise NameError_(f"`{it.kind}` is {'an op, not a merge' if is_op else 'not a merge'}", it.span,
+                             expected=", ".join(merges()),
+                             hint=f"merge the branches first (`add {{ ... }}`), then apply `{it.kind}`" if is_op
+                             else suggest(it.kind, merges()) or "define a block, or register a merge")
         return op.expand(self, it, cur, scope, env)
 
 
@@ -263,6 +275,10 @@ def bind_block(bdef, args, kwargs, span, ev_defaults) -> dict:
                               expected=f"{bdef.name}({', '.join(names)})", found=f"{len(args)} arguments")
     bound = dict(zip(names, args))
     for k, v in kwargs:
+        if k in bound:
+            raise ValidationError(f"argument `{k}` of block `{bdef.name}` is given twice", getattr(k, "span", None) or span,
+                                  expected=f"{bdef.name}({', '.join(names)})",
+                                  hint="pass it either by position or by name")
         if k not in names:
             near = difflib.get_close_matches(k, names, n=1)
             raise NameError_(f"block `{bdef.name}` has no parameter `{k}`", getattr(k, "span", None) or span,

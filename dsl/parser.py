@@ -128,6 +128,11 @@ class _Builder(Transformer_NonRecursive):  # iterative: deep input cannot overfl
 
     label_index = label_name
 
+    def keyword(self, meta, tok):
+        return tok
+
+    label_keyword = label_name
+
     def label_format(self, meta, tok):
         return ast.Label(self._s(meta), _format_parts(tok, self.file, self.lines))
 
@@ -137,7 +142,7 @@ class _Builder(Transformer_NonRecursive):  # iterative: deep input cannot overfl
     def choice(self, meta, item, cond, other):
         return ast.Optional(self._s(meta), item, cond, other)
 
-    def repeat(self, meta, item, count):
+    def repeat(self, meta, item, _star, count):
         return ast.Repeat(self._s(meta), item, count)
 
     def attributed(self, meta, item, *attrs):
@@ -227,6 +232,10 @@ class _Builder(Transformer_NonRecursive):  # iterative: deep input cannot overfl
         return ast.Attr(self._s(meta), obj, str(name))
 
     def int_lit(self, meta, tok):
+        if len(tok) > MAX_INT_DIGITS:  # before int(): Python refuses 4,300+ digits with a traceback
+            raise LimitError(f"integer literal of {len(tok):,} digits is too large", self._s(meta),
+                             expected=f"at most {MAX_INT_DIGITS} digits (|value| < 2**64)",
+                             hint="widths, depths and counts are small numbers")
         return ast.Lit(self._s(meta), int(tok))
 
     def float_lit(self, meta, tok):
@@ -297,12 +306,14 @@ def _shift(node, file, line, line_text):
     return dataclasses.replace(node, span=span, **changes)
 
 
+MAX_INT_DIGITS = 20  # 2**64 has 20 digits: the evaluator's integer bound, checked before converting
 MAX_NESTING = 100  # default AST nesting limit (``--max-depth``); see ``check_nesting``
 
 
 def parse(text: str, file: str = "<string>", max_depth: int = MAX_NESTING) -> ast.Module:
     """Parse one .arch file's text. Raises ParseError with a located message, or LimitError
     when the text nests deeper than ``max_depth`` levels."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")  # old-Mac CR-only files too: the grammar's newline is \n
     lines = text.splitlines()
     _check_brackets(text, file, lines, max_depth)
     try:
@@ -375,11 +386,11 @@ _TOKEN_NAMES = {
     "_NL": "a newline", "_SEMI": "';'", "_SEP": "a newline or ';'", "$END": "end of file",
     "NAME": "a name", "INT": "an integer", "FLOAT": "a number", "STRING": "a string",
     "COMP_OP": "a comparison (== != < <= > >=)",
-    "ADD_OP": "'+' or '-'", "MUL_OP": "'*', '/', '//' or '%'", "_POW": "'**'",
+    "ADD_OP": "'+' or '-'", "MUL_OP": "'/', '//' or '%'", "STAR": "'*'", "_POW": "'**'",
 }
 _ITEM_START = {"NAME", "LBRACE", "FOR", "LET"}            # plus STRING/INT labels
 _EXPR_START = {"INT", "FLOAT", "STRING", "NAME", "TRUE", "FALSE", "IN", "NOT", "LPAR", "LSQB", "ADD_OP"}
-_OPERATORS = {"ADD_OP", "MUL_OP", "COMP_OP", "_POW", "AND", "OR"}
+_OPERATORS = {"ADD_OP", "MUL_OP", "STAR", "COMP_OP", "_POW", "AND", "OR"}
 _AFTER_OPERAND = _OPERATORS | {"DOT", "LPAR", "LSQB", "IF"}
 _ENDS = {"_NL", "_SEMI", "$END"}
 _ORDER = ["RPAR", "RSQB", "RBRACE", "COMMA", "COLON", "EQUAL", "STAR", "AT", "IF", "ELSE", "FOR", "IN",
@@ -409,7 +420,7 @@ def _describe_token(tok) -> str:
         return "end of line"
     if kind == "$END":
         return "end of file"
-    if kind in ("COMP_OP", "ADD_OP", "MUL_OP", "_SEMI", "_SEP"):
+    if kind in ("COMP_OP", "ADD_OP", "MUL_OP", "STAR", "_SEMI", "_SEP"):
         return f"'{text.strip()[:2] or text}'"
     return _describe_terminal(kind)
 

@@ -6,15 +6,12 @@ block's name, so ``print(model)`` reads like torchvision's.
 """
 from __future__ import annotations
 
-import keyword
-
 import torch.nn as nn
 
 from archc.compiler.codegen import inplace
 from archc.compiler.codegen.layers import Block
 from archc.compiler.codegen.modules import Ctor, ParamCtor, ctor
 from archc.compiler.ir import Graph
-from archc.dsl.errors import ValidationError
 
 
 def module_plan(g: Graph) -> list[tuple[str, Ctor | ParamCtor]]:
@@ -39,21 +36,11 @@ def scope_kinds(g: Graph) -> dict[str, str]:
 
 
 def build_tree(g: Graph) -> Block:
-    """A root Block holding every op's module at its node id."""
-    check_names(g)
+    """A root Block holding every op's module at its node id (names were checked by compiler/scope.py)."""
     root, kinds = Block(g.name), scope_kinds(g)
     for path, c in module_plan(g):
         install(root, path, c.make(), kinds)
     return root
-
-
-def check_names(g: Graph) -> None:
-    """Node ids become attribute paths in generated Python: ``self.layer1.class`` cannot parse."""
-    for node in g.nodes():
-        bad = [p for p in node.id.split(".") if keyword.iskeyword(p)]
-        if bad:
-            raise ValidationError(f"the name `{bad[0]}` (in `{node.id}`) is a Python keyword", node.span,
-                                  hint=f"rename the label, e.g. `{bad[0]}_`")
 
 
 def install(root: nn.Module, path: str, module: nn.Module | nn.Parameter, kinds: dict[str, str]) -> None:

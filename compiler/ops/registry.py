@@ -10,6 +10,7 @@ import dataclasses
 import keyword
 
 from archc.compiler.ops.base import FAMILIES, KINDS, REQUIRED, Arg, Op
+from archc.compiler.scope import MODULE_ATTRIBUTES
 
 OPS: dict[str, Op] = {}
 
@@ -44,6 +45,8 @@ def _checked(cls) -> Op:
         raise OpDefinitionError(f"{cls.__name__}.name must be an identifier, not {name!r}")
     if name in RESERVED and name not in BUILTIN_IO:
         raise OpDefinitionError(f"`{name}` is a word of the .arch language; choose another op name")
+    if name in MODULE_ATTRIBUTES:  # an unlabeled op is named by its kind: it would clash with nn.Module.<name>
+        raise OpDefinitionError(f"`{name}` is an attribute of every PyTorch module; choose another op name")
     problems = [
         "doc (one line saying what it computes)" if not cls.doc else "",
         f"family (one of {', '.join(FAMILIES)})" if cls.family not in FAMILIES else "",

@@ -1,0 +1,107 @@
+"""Language constructs, each against what it must mean: expression forms, labels, merges by
+name, and the modern-CNN ops checked against torchvision's own modules (the reference)."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+
+import archc
+from archc.compiler.builder import build_graph
+
+
+def net(body: str, shape=(8, 6, 6), header: str = "arch t") -> str:
+    return f"{header}\ninput [{', '.join(map(str, shape))}]\n{body}\n"
+
+
+@pytest.mark.parametrize("expr, value", [("int(k) * 2", 6), ("min(k, 2) * 2", 4), ("len(xs) * 2", 4),
+                                         ("max(xs) * k", 6), ("k * 2", 6)])
+def test_calls_multiply(expr, value):
+    """`*` after a call is multiplication (it was lexed as repetition)."""
+    g = archc.check(net(f"let w = {expr}\nconv(w, 1)", header="arch t(k = 3, xs = [1, 2])"))
+    assert g.shapes[g.output_id] == (value, 6, 6)
+
+
+def test_a_dropped_item_claims_no_label():
+    g = archc.check(net("a: relu if false\na: conv(4, 1)"))
+    assert "a" in g and g.node("a").op == "conv"
+
+
+def test_label_after_else():
+    g = archc.check(net("relu if false else b: conv(4, 1)"))
+    assert g.node("b").op == "conv"
+
+
+def test_keyword_and_dash_labels_are_module_names():
+    model = archc.build(net('block: conv(4, 1)\n"block1-0": conv(4, 1)\ninput_: relu'))
+    assert {"block.weight", "block1-0.weight"} <= set(model.state_dict())
+    assert model(torch.randn(1, 8, 6, 6)).shape == (1, 4, 6, 6)
+
+
+def test_cr_only_line_endings_read_like_newlines():
+    text = net("conv(4, 3, pad = 1)\nrelu")
+    assert archc.check(text.replace("\n", "\r")).totals() == archc.check(text).totals()
+
+
+# ---- modern-CNN ops against torchvision's modules --------------------------------------------------------
+def same(built, reference, x, atol=1e-6):
+    built.load_state_dict(reference.state_dict(), strict=True)
+    built.eval(), reference.eval()
+    with torch.no_grad():
+        a, b = built(x), reference(x)
+    assert a.shape == b.shape and (a - b).abs().max().item() <= atol * (1 + b.abs().max().item())
+
+
+def test_squeeze_excitation_is_torchvision_s():
+    from torchvision.ops import SqueezeExcitation
+    body = """mul {
+        identity
+        { avgpool: gap; fc1: conv(4, 1); activation: relu; fc2: conv(16, 1); scale_activation: sigmoid }
+    }"""
+    g = archc.check(net(body, shape=(16, 5, 5)))
+    same(build_graph(g), SqueezeExcitation(16, 4), torch.randn(2, 16, 5, 5))
+
+
+def test_convnext_block_is_torchvision_s():
+    from torchvision.models.convnext import CNBlock
+    body = """add {
+        identity
+        { block: { "0": conv(16, 7, pad = 3, groups = 16); "2": layernorm(eps = 0.000001); "3": channel_linear(64)
+                   "4": gelu; "5": channel_linear(16) }
+          layer_scale: layer_scale(0.5) }
+    }"""
+    reference = CNBlock(16, 0.5, 0.0)
+    with torch.no_grad():
+        reference.layer_scale.normal_()  # a value other than the init, so a wrong lowering shows
+    g = archc.check(net(body, shape=(16, 9, 9)))
+    same(build_graph(g), reference, torch.randn(2, 16, 9, 9), atol=1e-5)
+
+
+def test_shufflenet_units_are_torchvision_s():
+    from torchvision.models.shufflenetv2 import InvertedResidual
+    body = """concat {
+        chunk(2, 0)
+        { chunk(2, 1); branch2: { "0": conv(8, 1, bias = false); "1": bn; "2": relu
+                                  "3": conv(8, 3, pad = 1, groups = 8, bias = false); "4": bn
+                                  "5": conv(8, 1, bias = false); "6": bn; "7": relu } }
+    }
+    channel_shuffle(2)"""
+    g = archc.check(net(body, shape=(16, 6, 6)))
+    same(build_graph(g), InvertedResidual(16, 16, 1), torch.randn(2, 16, 6, 6))
+
+
+def test_hard_activations_are_torch_s():
+    g = archc.check(net("hardswish; hardsigmoid"))
+    x = torch.randn(2, 8, 6, 6) * 4
+    with torch.no_grad():
+        assert torch.equal(build_graph(g)(x), torch.nn.functional.hardsigmoid(torch.nn.functional.hardswish(x)))
+
+
+def test_affine_is_googlenet_s_transform_input():
+    model = torchvision.models.googlenet(weights=None, aux_logits=False, transform_input=True, init_weights=False)
+    scale = [0.229 / 0.5, 0.224 / 0.5, 0.225 / 0.5]
+    shift = [(0.485 - 0.5) / 0.5, (0.456 - 0.5) / 0.5, (0.406 - 0.5) / 0.5]
+    g = archc.check(net(f"affine({scale}, {shift})", shape=(3, 8, 8)))
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        assert (build_graph(g)(x) - model._transform_input(x)).abs().max().item() <= 1e-6
