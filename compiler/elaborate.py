@@ -42,10 +42,16 @@ class _Ctx:
     frames: tuple = ()
     checkpoint: int = 0
     regions: int = 0
+    in_aux: bool = False  # inside an `@aux` head
+    root: Scope | None = None  # the network's top scope, where output nodes are named
+    outputs: list = field(default_factory=list)  # (position or None, node id, span) per `@aux` output
     stack: list = field(default_factory=list)  # block names being expanded (recursion check)
 
     def __post_init__(self):  # the archs/ specs use at most ~6 per node
         self.work = self.work or Work(10 * self.limits.max_nodes + 100_000)
+
+
+ATTRIBUTES = ("checkpoint", "drop_path", "aux")
 
 
 class Elaborator:
@@ -182,24 +188,61 @@ class Elaborator:
     def _Attributed(self, it, cur, scope, env, own):
         attrs = {a.name: a for a in it.attrs}
         for a in it.attrs:
-            if a.name not in ("checkpoint", "drop_path"):
-                near = difflib.get_close_matches(a.name, ["checkpoint", "drop_path"], n=1)
-                raise NameError_(f"unknown attribute `@{a.name}`", a.span, expected="@checkpoint or @drop_path(p)",
+            if a.name not in ATTRIBUTES:
+                near = difflib.get_close_matches(a.name, ATTRIBUTES, n=1)
+                raise NameError_(f"unknown attribute `@{a.name}`", a.span, expected=", ".join(f"@{n}" for n in ATTRIBUTES),
                                  hint=f"did you mean `@{near[0]}`?" if near else None)
-        outer = self.c.checkpoint
+        outer, in_aux = self.c.checkpoint, self.c.in_aux
         if "checkpoint" in attrs and not outer and self._enabled(attrs["checkpoint"], env, cur):
+            if in_aux or "aux" in attrs:
+                raise ValidationError("`@checkpoint` inside an `@aux` head is not supported", attrs["checkpoint"].span,
+                                      hint="auxiliary heads are small: drop the @checkpoint")
             self.c.regions += 1
             self.c.checkpoint = self.c.regions
+        if "aux" in attrs:
+            if in_aux or outer:
+                raise ValidationError("an `@aux` head cannot sit inside another head or a checkpoint region",
+                                      attrs["aux"].span, hint="put @aux on an item of the main path")
+            self.c.in_aux = True
         try:
             out = self.item(it.item, cur, scope, env, own)
         finally:
-            self.c.checkpoint = outer
+            self.c.checkpoint, self.c.in_aux = outer, in_aux
         if "drop_path" in attrs:
             a = attrs["drop_path"]
             ev = self.ev(env, out)
             args = bind_op(OPS["drop_path"], [ev(x) for x in a.args], [(k, ev(v)) for k, v in a.kwargs], a.span, {})
             out = self.emit("drop_path", args, [out], _drop_path_id(scope, out), a.span)
+        if "aux" in attrs:
+            self._aux_output(attrs["aux"], out, env)
+            return cur  # a side output: the main path goes on from the item's input
         return out
+
+    def _aux_output(self, attr, out: str, env) -> None:
+        """``ITEM @aux`` or ``@aux(position)``: the item's result is an extra output of the network."""
+        position = None
+        if attr.args or attr.kwargs:
+            if attr.kwargs or len(attr.args) != 1:
+                raise ValidationError("`@aux` takes one optional position", attr.span, expected="@aux or @aux(2)")
+            position = self.ev(env, out)(attr.args[0])
+            if type(position) is not int or position < 1:
+                raise ValidationError("the position of an `@aux` output must be an int >= 1", attr.span,
+                                      found=f"{type_name(position)} {show(position)}",
+                                      hint="@aux(1) is returned right after the main output")
+        node = self.emit("output", OPS["output"].Args(), [out], self.c.root.fresh("output"), attr.span)
+        self.c.outputs.append((position, node, attr.span))
+
+    def aux_outputs(self) -> tuple:
+        """The ``@aux`` output nodes in returned order: as written, or by their positions when given."""
+        given = [p for p, _, _ in self.c.outputs if p is not None]
+        if not given:
+            return tuple(n for _, n, _ in self.c.outputs)
+        for p, _, span in self.c.outputs:
+            if p is None or given.count(p) > 1 or p > len(self.c.outputs):
+                raise ValidationError("`@aux` positions must number the auxiliary outputs 1, 2, ... once each",
+                                      span, found=", ".join("-" if q is None else str(q) for q, _, _ in self.c.outputs),
+                                      hint="give every @aux a position, or none")
+        return tuple(n for _, n, _ in sorted(self.c.outputs, key=lambda o: o[0]))
 
     def _enabled(self, attr, env, cur) -> bool:
         """``@checkpoint`` or ``@checkpoint(cond)``; nested regions merge into the outermost."""

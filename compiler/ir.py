@@ -61,6 +61,22 @@ class Graph:
     costs: dict = field(default_factory=dict)  # node id -> Cost
     input_id: str = ""
     output_id: str = ""
+    aux_ids: tuple = ()  # auxiliary outputs (`@aux`), in the order the built module returns them
+
+    @property
+    def output_ids(self) -> tuple:
+        """Every output node: the main one, then the auxiliary ones."""
+        return (self.output_id, *self.aux_ids)
+
+    def inference_nodes(self) -> set:
+        """The nodes the main output needs: what an eval-mode forward runs (aux heads excluded)."""
+        seen, stack = set(), [self.output_id]
+        while stack:
+            n = stack.pop()
+            if n not in seen:
+                seen.add(n)
+                stack.extend(self._ins[n])
+        return seen
 
     def add(self, node: OpNode, inputs: list[str] | tuple[str, ...] = ()) -> str:
         missing = [i for i in inputs if i not in self._ops]
@@ -122,8 +138,9 @@ class Graph:
             self._nx = g
         return self._nx
 
-    def totals(self) -> Cost:
-        c = self.costs.values()
+    def totals(self, nodes=None) -> Cost:
+        """Summed costs of ``nodes`` (default: all, the training view; ``inference_nodes()`` for eval)."""
+        c = self.costs.values() if nodes is None else [self.costs[n] for n in nodes if n in self.costs]
         return Cost(sum(x.params for x in c), sum(x.macs for x in c),
                     sum(x.other_ops for x in c), sum(x.activations for x in c))
 
@@ -143,10 +160,12 @@ class Graph:
 
     def to_text(self) -> str:
         """One line per node (``--emit ir``): ``id = op(args)(inputs) : shape``."""
-        lines = [f"graph {self.name} {self.params} input {list(self.input_shape)}"]
+        from archc.compiler.evaluate import show  # .arch values (true, [3, 3]), as the spec writes them
+        params = ", ".join(f"{k}={show(v, 10 ** 6)}" for k, v in self.params.items())
+        lines = [f"graph {self.name}({params}) input {show(tuple(self.input_shape))}"]
         for n in self.topo():
             node = self.node(n)
-            args = ", ".join(f"{k}={v}" for k, v in _jsonable(node.args).items())
+            args = ", ".join(f"{k}={show(getattr(node.args, k), 10 ** 6)}" for k in node.args.__slots__)
             shape = "×".join(map(str, self.shapes.get(n, ())))
             ins = ", ".join(self.inputs(n))
             ck = f"  @checkpoint[{node.checkpoint}]" if node.checkpoint else ""

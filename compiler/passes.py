@@ -16,7 +16,7 @@ from archc.compiler.elaborate import Elaborator, Limits, _Ctx
 from archc.compiler.evaluate import Evaluator, show, type_name
 from archc.compiler.ir import Cost, Graph, OpNode
 from archc.compiler.ops import OPS
-from archc.compiler.scope import Scope
+from archc.compiler.scope import GRAPH_ENDS, Scope
 from archc.compiler.shapes import InferShapes
 from archc.compiler.signature import coerce
 from archc.dsl import loader
@@ -67,12 +67,13 @@ class Elaborate:
         if init not in INITS:
             raise ValidationError(f"unknown init `{init}`", m.span, expected=" or ".join(INITS))
         g = comp.graph = Graph(m.name, params, shape, init)  # set first: a failed pass leaves the partial graph
-        el = Elaborator(_Ctx(g, comp.program.blocks, params, comp.limits))
         root = Scope()
-        root.used.update(("input", "output"))
+        root.used.update(GRAPH_ENDS)
+        el = Elaborator(_Ctx(g, comp.program.blocks, params, comp.limits, root=root))
         g.input_id = el.emit("input", OPS["input"].Args(shape), [], "input", m.span)
         last = el.seq(m.body, g.input_id, root, params)
         g.output_id = el.emit("output", OPS["output"].Args(), [last], "output", m.span)
+        g.aux_ids = el.aux_outputs()
 
 
 def bind_params(m, overrides: dict) -> dict:
@@ -133,8 +134,8 @@ class Validate:
         cycle = g.find_cycle()
         if cycle:
             raise ValidationError(f"the graph has a cycle through {', '.join(cycle)}", g.node(cycle[0]).span)
-        if g.sources() != [g.input_id] or g.sinks() != [g.output_id]:
-            raise ValidationError("the graph must have exactly one input and one output", None,
+        if g.sources() != [g.input_id] or sorted(g.sinks()) != sorted(g.output_ids):
+            raise ValidationError("the graph must have exactly one input and its declared outputs", None,
                                   found=f"inputs {g.sources()}, outputs {g.sinks()}")
         for n in g.topo():
             _check_node(g.node(n), len(g.inputs(n)))

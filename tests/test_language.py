@@ -105,3 +105,40 @@ def test_affine_is_googlenet_s_transform_input():
     x = torch.randn(2, 3, 8, 8)
     with torch.no_grad():
         assert (build_graph(g)(x) - model._transform_input(x)).abs().max().item() <= 1e-6
+
+
+# ---- auxiliary outputs -----------------------------------------------------------------------------------
+AUX = """arch t(aux_logits = true)
+input [3, 16, 16]
+block head(n) = { pool: gap; flatten; fc: linear(n) }
+conv1: conv(8, 3, pad = 1); relu
+aux1: head(10) @aux(2) if aux_logits
+conv2: conv(8, 3, pad = 1); relu
+aux2: head(7) @aux(1) if aux_logits
+gap; flatten; fc: linear(5)
+"""
+
+
+def test_aux_heads_run_in_training_only_in_their_order(tmp_path):
+    from archc.compiler.builder import emit_python
+    from torchcheck import load_emitted
+    g = archc.check(AUX)
+    assert [g.shapes[o] for o in g.output_ids] == [(5,), (7,), (10,)]
+    assert g.totals(g.inference_nodes()).params == g.totals().params - (8 * 10 + 10) - (8 * 7 + 7)
+    model, emitted = build_graph(g), load_emitted(emit_python(g), tmp_path).build()
+    emitted.load_state_dict(model.state_dict(), strict=True)
+    x = torch.randn(2, 3, 16, 16)
+    for m in (model, emitted):
+        m.train()
+        assert [o.shape[1] for o in m(x)] == [5, 7, 10]
+        m.eval()
+        assert m(x).shape == (2, 5)  # eval: the main output alone, heads not run
+    with torch.no_grad():
+        assert torch.equal(model(x), emitted(x))
+    plain = archc.check(AUX, aux_logits=False)
+    assert plain.aux_ids == () and plain.totals().params == g.totals(g.inference_nodes()).params
+
+
+def test_aux_positions_must_number_the_heads():
+    with pytest.raises(archc.ArchError, match="number the auxiliary outputs"):
+        archc.check(AUX.replace("@aux(1)", "@aux(3)"))

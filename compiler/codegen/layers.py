@@ -129,6 +129,26 @@ class CheckpointRegion(nn.Module):
         return f"recomputes {self.recomputes}" if self.recomputes else ""
 
 
+class AuxHeads(nn.Module):
+    """The auxiliary heads (``@aux``): run only in training, as torchvision's GoogLeNet and
+    Inception v3 do; in eval mode they cost nothing and the model returns its main output alone.
+
+    ``fn`` is stored unregistered, as in ``CheckpointRegion``: the heads' modules live at their
+    own paths, so the state-dict keys stay the node ids."""
+
+    def __init__(self, fn):
+        super().__init__()
+        self.__dict__["fn"] = fn
+
+    def forward(self, *xs):
+        return self.fn(*xs) if self.training else None
+
+
+def with_aux(main: torch.Tensor, aux):
+    """The model's result: ``(main, *aux)`` while training with auxiliary heads, else ``main``."""
+    return main if aux is None else (main, *aux)
+
+
 def checkpoint_contexts(norms: list):
     """checkpoint's context_fn: plain forward; the recompute freezes running stats.
 

@@ -24,26 +24,31 @@ import torch
 import torch.fx as fx
 
 from archc.compiler.codegen import inplace
+from archc.compiler.codegen.layers import with_aux
 from archc.compiler.codegen.modules import resolve
 from archc.compiler.ir import Graph
 from archc.compiler.ops import Alias, Fold, Function, LazyConcat, Module, Parameter, Placeholder, Result
 from archc.dsl.errors import ValidationError
 
 SHAPE, REGION, ARCH_ID, NHWC = "archc_shape", "archc_region", "archc_id", "archc_nhwc"
+AUX = -1  # the region of the auxiliary heads (checkpoint regions are numbered from 1)
 
 
 def lower(g: Graph) -> tuple[fx.Graph, dict]:
     """The flat fx graph, and per IR node the fx name of its value (a tuple of names for a lazy concat)."""
     low = _Lowering(g)
-    for n in schedule(g):
-        low.region = g.node(n).checkpoint  # where this node's fx nodes (and cats) belong
+    aux = set(g.topo()) - g.inference_nodes() if g.aux_ids else set()
+    for n in schedule(g, aux):
+        low.region = AUX if n in aux else g.node(n).checkpoint  # where its fx nodes (and cats) belong
         low.values[n] = low.lower(g.node(n), g.inputs(n))
+    low.finish()
     names = {k: tuple(p.name for p in v) if isinstance(v, tuple) else v.name for k, v in low.values.items()}
     return low.fx, names
 
 
-def schedule(g: Graph) -> list[str]:
-    """IR node ids in a topological order that keeps each checkpoint region contiguous.
+def schedule(g: Graph, last: set = frozenset()) -> list[str]:
+    """IR node ids in a topological order that keeps each checkpoint region contiguous, and puts
+    the nodes in ``last`` (the auxiliary heads, which nothing on the main path reads) at the end.
 
     Kahn's algorithm over units (a region, or a node outside every region), taking the
     ready unit that came first in ``g.topo()`` so the code follows the source order.
@@ -53,7 +58,7 @@ def schedule(g: Graph) -> list[str]:
     members, rank, deps, users = defaultdict(list), {}, defaultdict(set), defaultdict(set)
     for i, n in enumerate(order):
         members[unit[n]].append(n)
-        rank.setdefault(unit[n], i)
+        rank.setdefault(unit[n], i + (len(order) if n in last else 0))
         for src in g.inputs(n):
             if unit[src] != unit[n]:
                 deps[unit[n]].add(unit[src])
@@ -90,9 +95,7 @@ class _Lowering:
         if isinstance(low, Placeholder):
             return self.node("placeholder", "x", (), node.id, name="x")
         if isinstance(low, Result):
-            out = self.tensor(ins[0])
-            self.fx.output(out)
-            return out
+            return self.tensor(ins[0])
         if isinstance(low, Alias):
             return self.values[ins[0]]
         if isinstance(low, LazyConcat):
@@ -110,6 +113,21 @@ class _Lowering:
             param.meta[SHAPE] = low.shape
             return self.mark(self.node("call_function", resolve(low.fn), (x, param), node.id), x, low.layout)
         raise AssertionError(f"internal: op `{node.op}` lowers to {low!r}")
+
+    def finish(self) -> None:
+        """The graph's output: the main value, or ``with_aux(main, heads)`` where the heads' values
+        are packed inside their region (outline.py makes it one ``AuxHeads`` call, None in eval)."""
+        g, main = self.g, self.values[self.g.output_id]
+        if not g.aux_ids:
+            self.fx.output(main)
+            return
+        self.region = AUX
+        heads = self.node("call_function", tuple, ([self.values[a] for a in g.aux_ids],), g.aux_ids[0], "aux_outputs")
+        self.region = 0
+        out = self.node("call_function", with_aux, (main, heads), g.output_id, "outputs")
+        for n in (heads, out):
+            del n.meta[SHAPE]  # tuples: no one shape to comment
+        self.fx.output(out)
 
     def fold(self, ir_id: str, ins: list[str], low: Fold):
         """A chain of ``fn``, written into the first operand's buffer when it may be overwritten

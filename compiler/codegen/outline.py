@@ -15,8 +15,8 @@ import torch.fx as fx
 import torch.nn as nn
 
 from archc.compiler.codegen.comments import new_graph
-from archc.compiler.codegen.layers import CheckpointRegion
-from archc.compiler.codegen.lower import REGION, SHAPE
+from archc.compiler.codegen.layers import AuxHeads, CheckpointRegion
+from archc.compiler.codegen.lower import AUX, NHWC, REGION, SHAPE
 
 
 def outline(flat: fx.Graph, tree: nn.Module) -> tuple[fx.Graph, dict]:
@@ -49,24 +49,29 @@ def _region(run: list, ins: list, outs: list, tree: nn.Module) -> tuple[str, fx.
     body, benv = new_graph(), {}
     for a in ins:
         benv[a] = body.placeholder(a.name)
-        benv[a].meta[SHAPE] = a.meta[SHAPE]
+        benv[a].meta.update({k: a.meta[k] for k in (SHAPE, NHWC) if k in a.meta})
     for n in run:
         benv[n] = body.node_copy(n, benv.__getitem__)
     body.output(benv[outs[0]] if len(outs) == 1 else tuple(benv[o] for o in outs))
 
     targets = [n.target for n in run if n.op == "call_module"]
-    scope = _common_scope(targets)
+    aux = run[0].meta[REGION] == AUX
+    scope = "" if aux else _common_scope(targets)
     box = tree.get_submodule(scope)
-    name = _free_name(box)  # each region has its own name, so `bodies` keys never clash
-    norms = [m for m in map(tree.get_submodule, targets) if isinstance(m, nn.BatchNorm2d)]
-    label = ", ".join(t[len(scope) + 1:] if scope else t for t in targets)
-    box.add_module(name, CheckpointRegion(fx.GraphModule(tree, body, "Region"), norms, label))
+    name = _free_name(box, "aux_heads" if aux else "checkpoint")  # unique, so `bodies` keys never clash
+    fn = fx.GraphModule(tree, body, "Region")
+    if aux:
+        region = AuxHeads(fn)
+    else:
+        norms = [m for m in map(tree.get_submodule, targets) if isinstance(m, nn.BatchNorm2d)]
+        region = CheckpointRegion(fn, norms, ", ".join(t[len(scope) + 1:] if scope else t for t in targets))
+    box.add_module(name, region)
     return f"{scope}.{name}" if scope else name, body
 
 
-def _free_name(box: nn.Module) -> str:
+def _free_name(box: nn.Module, base: str) -> str:
     for i in itertools.count():
-        name = "checkpoint" if i == 0 else f"checkpoint_{i}"
+        name = base if i == 0 else f"{base}_{i}"
         if not hasattr(box, name):
             return name
 
@@ -86,9 +91,9 @@ def _call(root: fx.Graph, path: str, ins: list, outs: list, env: dict) -> None:
     args = tuple(env[a] for a in ins)
     if len(outs) == 1:
         env[outs[0]] = root.create_node("call_module", path, args, name=outs[0].name)
-        env[outs[0]].meta[SHAPE] = outs[0].meta[SHAPE]
+        env[outs[0]].meta.update({k: outs[0].meta[k] for k in (SHAPE, NHWC) if k in outs[0].meta})
         return
     call = root.create_node("call_module", path, args, name=path.replace(".", "_"))
     for i, o in enumerate(outs):
         env[o] = root.create_node("call_function", operator.getitem, (call, i), name=o.name)
-        env[o].meta[SHAPE] = o.meta[SHAPE]
+        env[o].meta.update({k: o.meta[k] for k in (SHAPE, NHWC) if k in o.meta})

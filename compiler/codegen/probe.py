@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.fx as fx
 
-from archc.compiler.codegen.layers import CheckpointRegion
+from archc.compiler.codegen.layers import AuxHeads, CheckpointRegion
 from archc.compiler.codegen.lower import NHWC
 
 
@@ -24,7 +24,7 @@ class _Recorder(fx.Interpreter):
 
     def call_module(self, target, args, kwargs):
         mod = self.fetch_attr(target)
-        if isinstance(mod, CheckpointRegion):
+        if isinstance(mod, (CheckpointRegion, AuxHeads)):  # heads too: their shapes, in eval mode as well
             return _Recorder(mod.fn, self.seen).run(*args)
         return super().call_module(target, args, kwargs)
 

@@ -37,10 +37,11 @@ def emit_python(g: Graph) -> str:
     lines = [_assign(path, _constructor(path, m, ctors, methods, paths), g.shapes.get(path))
              for path, m in tree.named_modules() if path]
     lines += [_assign(path, c.source(), None, param=True) for path, c in ctors.items() if isinstance(c, ParamCtor)]
-    used = {type(m) for m in tree.modules()}
+    used = {type(m) for m in tree.modules()} | {n.target for graph in (root, *bodies.values()) for n in graph.nodes
+                                                if n.op == "call_function" and n.target.__module__ == layers.__name__}
     body = "\n".join([
         *_definitions(g, used),
-        f"class Model(nn.Module):\n    \"\"\"{g.name}{_params(g)}: input {fmt(g.input_shape)}.\"\"\"\n",
+        f"class Model(nn.Module):\n    {_docstring(g)}\n",
         "    def __init__(self):\n        super().__init__()",
         textwrap.indent("\n".join(lines), " " * 8) + "\n",
         textwrap.indent(_code(root, "forward"), "    "),
@@ -78,8 +79,12 @@ def _definitions(g: Graph, used: set) -> list[str]:
     return [inspect.getsource(d) + "\n" for d in defs]
 
 
-def _params(g: Graph) -> str:
-    return "(" + ", ".join(f"{k}={v!r}" for k, v in g.params.items()) + ")" if g.params else ""
+def _docstring(g: Graph) -> str:
+    """The class docstring, written as a Python string literal by ``repr``: the arch's parameter
+    values are user text, and no value can end the literal or reach the code around it."""
+    from archc.compiler.evaluate import show
+    params = "(" + ", ".join(f"{k}={show(v, 10 ** 6)}" for k, v in g.params.items()) + ")" if g.params else ""
+    return repr(f"{g.name}{params}: input {fmt(g.input_shape)}.")
 
 
 def _constructor(path: str, m: nn.Module, ctors: dict, methods: dict, paths: dict) -> str:
@@ -88,6 +93,8 @@ def _constructor(path: str, m: nn.Module, ctors: dict, methods: dict, paths: dic
     if isinstance(m, layers.CheckpointRegion):
         norms = ", ".join(_expr(paths[id(n)]) for n in m.norms)
         return f"CheckpointRegion(self.{methods[path]}, [{norms}], {m.recomputes!r})"
+    if isinstance(m, layers.AuxHeads):
+        return f"AuxHeads(self.{methods[path]})"
     return "Block()" if m.kind == "Block" else f"Block({m.kind!r})"
 
 
@@ -115,6 +122,9 @@ def _expr(path: str) -> str:
 
 def _code(graph, name: str) -> str:
     src = graph.python_code("self").src.strip("\n")
+    # fx names a function it does not know by its module path (archc_compiler_codegen_layers_with_aux);
+    # the emitted file defines archc's helpers under their own names
+    src = src.replace(layers.__name__.replace(".", "_") + "_", "")
     return src.replace("def forward(", f"def {name}(", 1).rstrip() + "\n"
 
 
