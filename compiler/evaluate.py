@@ -184,8 +184,14 @@ BUILTINS = {
     "min": _seq_fn(min, "min"), "max": _seq_fn(max, "max"), "sum": lambda n, xs: _seq_fn(sum, "sum")(n, xs) if xs else 0,
     "len": _len, "range": _range, "abs": lambda n, x: abs(_num(x, n)),
     "int": lambda n, x: int(_num(x, n)), "float": lambda n, x: float(_num(x, n)),
-    "round": lambda n, x: round(_num(x, n)), "str": lambda n, x: str(x),
+    "round": lambda n, x: round(_num(x, n)), "str": lambda n, x: str(x), "sqrt": lambda n, x: _sqrt(_num(x, n), n),
 }
+
+
+def _sqrt(x, node) -> float:
+    if x < 0:
+        raise ValueError_("square root of a negative number", node.span, found=show(x))
+    return math.sqrt(x)
 
 
 class Evaluator:

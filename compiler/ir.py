@@ -52,7 +52,7 @@ class Graph:
     name: str
     params: dict  # evaluated arch parameters
     input_shape: tuple
-    init: str = "torchvision"
+    init: tuple = ()  # compiler.init.InitRule: how each learned tensor starts
     _ins: dict = field(default_factory=dict)  # node id -> input ids by port; insertion = topo order
     _ops: dict = field(default_factory=dict)  # node id -> OpNode
     _succ: dict = field(default_factory=dict)  # node id -> consumer ids
@@ -156,7 +156,7 @@ class Graph:
                 **({"params": cost.params, "macs": cost.macs} if cost else {}),
             })
         return json.dumps({"name": self.name, "params": self.params, "input": list(self.input_shape),
-                           "init": self.init, "nodes": nodes}, indent=1)
+                           "init": [{"target": r.target(), "init": r.fn} for r in self.init], "nodes": nodes}, indent=1)
 
     def to_text(self) -> str:
         """One line per node (``--emit ir``): ``id = op(args)(inputs) : shape``."""

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from archc.compiler.elaborate import Elaborator, Limits, _Ctx
 from archc.compiler.evaluate import Evaluator, show, type_name
+from archc.compiler.init import resolve as resolve_init
 from archc.compiler.ir import Cost, Graph, OpNode
 from archc.compiler.ops import OPS
 from archc.compiler.scope import GRAPH_ENDS, Scope
@@ -22,9 +23,6 @@ from archc.compiler.signature import coerce
 from archc.dsl import loader
 from archc.dsl.errors import UsageError, ValidationError
 from archc.dsl.parser import parse_expr
-
-INITS = ("torchvision", "pytorch")
-
 
 @dataclass
 class Compilation:
@@ -63,9 +61,7 @@ class Elaborate:
         if shape is None:
             raise ValidationError("bad input shape", m.input.span, expected="a list of 1 or 3 positive ints",
                                   found=f"{type_name(value)} {show(value)}")
-        init = m.init or "torchvision"
-        if init not in INITS:
-            raise ValidationError(f"unknown init `{init}`", m.span, expected=" or ".join(INITS))
+        init = resolve_init(m.init, comp.program.schemes, params)
         g = comp.graph = Graph(m.name, params, shape, init)  # set first: a failed pass leaves the partial graph
         root = Scope()
         root.used.update(GRAPH_ENDS)

@@ -210,6 +210,26 @@ class BlockDef(Node):
 
 
 @dataclass(frozen=True, slots=True)
+class InitRule(Node):
+    """``conv.weight in "layer*": kaiming_normal(mode = "fan_out") if cond``: how matching tensors start."""
+    op: str
+    param: str | None  # None: every tensor of the op
+    where: str | None  # a glob on node ids; None: everywhere
+    init: object  # a Call: the initializer and its arguments
+    cond: object | None
+
+
+@dataclass(frozen=True, slots=True)
+class InitScheme(Node):
+    """``init NAME`` (use a scheme), ``init [NAME] { rules }`` (extend one) or ``init NAME = { rules }``
+    (define one, in any file, for ``init NAME`` to use)."""
+    name: str | None  # the scheme used or extended; the one defined, with ``define``
+    rules: tuple  # of InitRule, later ones winning
+    define: bool = False
+    file: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Import(Node):
     path: str
 
@@ -220,10 +240,11 @@ class Module(Node):
     name: str | None
     params: tuple
     input: object | None
-    init: str | None
+    init: object | None  # InitScheme in use, or None (the default scheme)
     imports: tuple
     blocks: tuple
     body: tuple
+    schemes: tuple = ()  # InitSchemes defined in this file (``init NAME = { ... }``)
 
 
 def dump(node, indent: int = 0) -> str:

@@ -69,7 +69,7 @@ class _Builder(Transformer_NonRecursive):  # iterative: deep input cannot overfl
 
     # -- declarations
     def module(self, meta, *decls):
-        name, params, inp, init, imports, blocks, body = None, (), None, None, [], [], []
+        name, params, inp, init, imports, blocks, body, schemes = None, (), None, None, [], [], [], []
         arch_span = None
         for d in decls:
             if isinstance(d, tuple) and d and d[0] == "arch":
@@ -81,8 +81,13 @@ class _Builder(Transformer_NonRecursive):  # iterative: deep input cannot overfl
                 if inp is not None:
                     raise ParseError("a file declares `input` twice", d[2], hint="keep one `input [C, H, W]` line")
                 inp = d[1]
-            elif isinstance(d, tuple) and d and d[0] == "init":
-                init = d[1]
+            elif isinstance(d, ast.InitScheme) and d.define:
+                schemes.append(d)
+            elif isinstance(d, ast.InitScheme):
+                if init is not None:
+                    raise ParseError("a file declares `init` twice", d.span,
+                                     hint="keep one `init` line; extend a scheme with `init NAME { rules }`")
+                init = d
             elif isinstance(d, ast.Import):
                 imports.append(d)
             elif isinstance(d, ast.BlockDef):
@@ -94,7 +99,7 @@ class _Builder(Transformer_NonRecursive):  # iterative: deep input cannot overfl
         first = next((d[-1] if isinstance(d, tuple) else d.span for d in decls
                       if isinstance(d, ast.Node) or (isinstance(d, tuple) and isinstance(d[-1], Span))), None)
         span = arch_span or first or Span(self.file, 1, 1, 2, self.lines[0] if self.lines else "")
-        return ast.Module(span, name, params, inp, init, tuple(imports), tuple(blocks), tuple(body))
+        return ast.Module(span, name, params, inp, init, tuple(imports), tuple(blocks), tuple(body), tuple(schemes))
 
     def import_decl(self, meta, path):
         return ast.Import(self._s(meta), path[1:-1])
@@ -105,8 +110,21 @@ class _Builder(Transformer_NonRecursive):  # iterative: deep input cannot overfl
     def input_decl(self, meta, expr):
         return ("input", expr, self._s(meta))
 
-    def init_decl(self, meta, name):
-        return ("init", str(name), self._s(meta))
+    def init_use(self, meta, name):
+        return ast.InitScheme(self._s(meta), str(name), (), False, self.file)
+
+    def init_inline(self, meta, name, rules):
+        return ast.InitScheme(self._s(meta), str(name) if name is not None else None, rules, False, self.file)
+
+    def init_def(self, meta, name, rules):
+        return ast.InitScheme(self._s(meta), str(name), rules, True, self.file)
+
+    def init_rules(self, meta, *rules):
+        return tuple(rules)
+
+    def init_rule(self, meta, op, param, where, init, cond):
+        return ast.InitRule(self._s(meta), str(op), str(param) if param is not None else None,
+                            where[1:-1] if where is not None else None, init, cond)
 
     def block_decl(self, meta, name, params, doc, *rest):
         *attrs, body = rest

@@ -142,3 +142,59 @@ def test_aux_heads_run_in_training_only_in_their_order(tmp_path):
 def test_aux_positions_must_number_the_heads():
     with pytest.raises(archc.ArchError, match="number the auxiliary outputs"):
         archc.check(AUX.replace("@aux(1)", "@aux(3)"))
+
+
+# ---- init schemes ------------------------------------------------------------------------------------
+INIT = """arch t(zero_last = true)
+input [4, 8, 8]
+init {
+    conv: kaiming_normal(mode = "fan_out", nonlinearity = "relu"); conv.bias: zeros
+    conv.weight in "b.*": normal(std = 0.5)
+    conv.weight in "b.c2": zeros if zero_last
+    bn.weight: constant(2.0)
+    linear: uniform(-1 / sqrt(fan_out), 1 / sqrt(fan_out)); linear.bias: default
+}
+a: conv(16, 3, pad = 1); bn
+b: { c1: conv(16, 3, pad = 1); c2: conv(16, 1) }
+gap; flatten; fc: linear(400)
+"""
+
+
+def test_init_rules_last_match_wins_by_op_tensor_glob_and_condition(tmp_path):
+    from archc.compiler.builder import emit_python
+    from torchcheck import load_emitted
+    torch.manual_seed(0)
+    m = archc.build(INIT)
+    assert abs(m.a.weight.std().item() - (2 / (16 * 9)) ** 0.5) < 0.02  # kaiming, fan_out = 16 * 3 * 3
+    assert not m.a.bias.any() and torch.equal(m.bn.weight, torch.full((16,), 2.0))
+    assert abs(m.b.c1.weight.std().item() - 0.5) < 0.03  # the glob's rule comes later and wins
+    assert not m.b.c2.weight.any()  # and the conditional one after it
+    bound = 1 / 400 ** 0.5  # fan_out of a 400×16 weight
+    assert m.fc.weight.abs().max() <= bound and m.fc.weight.abs().max() > 0.9 * bound
+    assert m.fc.bias.abs().max() <= 1 / 16 ** 0.5  # `default`: PyTorch's own Linear bias init
+    assert not archc.build(INIT, zero_last=False).b.c2.weight.eq(0).all()
+    torch.manual_seed(0)  # the emitted build() starts every tensor the same way
+    emitted = load_emitted(emit_python(archc.check(INIT)), tmp_path).build()
+    for (name, a), b in zip(m.state_dict().items(), emitted.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_schemes_are_defined_in_library_files_and_extended(tmp_path):
+    (tmp_path / "lib.arch").write_text('init mine = {\n conv: constant(0.25)\n}\n')
+    (tmp_path / "net.arch").write_text('import "lib.arch"\narch n\ninput [3, 4, 4]\ninit mine { conv.bias: ones }\n'
+                                       "conv(2, 1)\n")
+    m = archc.build(tmp_path / "net.arch")
+    assert torch.equal(m.conv.weight, torch.full((2, 3, 1, 1), 0.25)) and torch.equal(m.conv.bias, torch.ones(2))
+
+
+@pytest.mark.parametrize("rule, message", [
+    ("conv: kaiming_nromal", "unknown initializer `kaiming_nromal`"),
+    ("cnv: zeros", "unknown op `cnv`"),
+    ("conv.wieght: zeros", "`conv` has no tensor `wieght`"),
+    ("relu: zeros", "`relu` has no learned tensors"),
+    ('conv: kaiming_normal(mode = "fan_up")', "bad value for `mode`"),
+])
+def test_bad_init_rules_are_located_errors(rule, message):
+    with pytest.raises(archc.ArchError, match=message.replace("(", r"\(")) as err:
+        archc.check(f"arch t\ninput [3, 4, 4]\ninit {{ {rule} }}\nconv(2, 1)\n")
+    assert err.value.span is not None

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch.fx as fx
 import torch.nn as nn
 
-from archc.compiler.codegen.layers import init_torchvision
+from archc.compiler.codegen.init import initialise
 from archc.compiler.codegen.lower import lower
 from archc.compiler.codegen.outline import outline
 from archc.compiler.codegen.tree import build_tree
@@ -48,6 +48,5 @@ def generate(g: Graph) -> ArchModule:
     root, _ = outline(flat, tree)
     model = ArchModule(tree, root, g.name)
     model.meta["archc"] = {"values": values, "input": tuple(g.input_shape)}
-    if g.init == "torchvision":
-        init_torchvision(model)
+    initialise(model, g)
     return model

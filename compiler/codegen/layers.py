@@ -175,17 +175,3 @@ def frozen_stats(norms: list):
             n.momentum = momentum
             if count is not None:
                 n.num_batches_tracked.copy_(count)
-
-
-def init_torchvision(model: nn.Module) -> None:
-    """torchvision's ResNet/DenseNet init: Kaiming-normal (fan_out, relu) convs, BN 1/0, zero biases."""
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d) and m.affine:
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear) and m.bias is not None:
-            nn.init.zeros_(m.bias)  # the weight keeps PyTorch's default, as in torchvision

@@ -18,6 +18,7 @@ import torch.nn as nn
 from archc.compiler.codegen import layers
 from archc.compiler.codegen.outline import outline
 from archc.compiler.codegen.lower import lower
+from archc.compiler.codegen.init import init_plan
 from archc.compiler.codegen.modules import ParamCtor
 from archc.compiler.codegen.tree import build_tree, module_plan
 from archc.compiler.ir import Graph
@@ -46,7 +47,7 @@ def emit_python(g: Graph) -> str:
         textwrap.indent("\n".join(lines), " " * 8) + "\n",
         textwrap.indent(_code(root, "forward"), "    "),
         *(textwrap.indent(_code(bodies[p], methods[p]), "    ") for p in bodies),
-        _build_fn(g),
+        _build_fn(g, tree),
     ])
     return _header(g, body) + body
 
@@ -74,8 +75,6 @@ def _definitions(g: Graph, used: set) -> list[str]:
     custom = sorted((c for c in used if not c.__module__.startswith("torch.") and c is not layers.Block),
                     key=lambda c: c.__name__)
     defs = [layers.Block] + [d for cls in custom for d in (cls, *_NEEDS.get(cls, ()))]
-    if g.init == "torchvision":
-        defs.append(layers.init_torchvision)
     return [inspect.getsource(d) + "\n" for d in defs]
 
 
@@ -128,7 +127,12 @@ def _code(graph, name: str) -> str:
     return src.replace("def forward(", f"def {name}(", 1).rstrip() + "\n"
 
 
-def _build_fn(g: Graph) -> str:
-    init = "    init_torchvision(model)\n" if g.init == "torchvision" else ""
-    return (f'\ndef build() -> Model:\n    """A fresh model, initialised as the arch says ({g.init!r})."""\n'
-            f"    model = Model()\n{init}    return model\n")
+def _build_fn(g: Graph, tree: nn.Module) -> str:
+    """``build()``: a fresh model, its tensors started by the arch's init plan (written as data)."""
+    plan = init_plan(tree, g)
+    rows = "".join(f"    ({path!r}, {fn!r}, {kwargs!r}),\n" for path, fn, kwargs in plan)
+    apply = ("    with torch.no_grad():\n        for path, fn, kwargs in INIT:\n"
+             "            getattr(nn.init, fn + \"_\")(model.get_parameter(path), **kwargs)\n") if plan else ""
+    return (f"\n# (tensor, torch.nn.init function, arguments): the arch's init scheme, resolved\nINIT = [\n{rows}]\n\n\n"
+            f'def build() -> Model:\n    """A fresh model, initialised as the arch says."""\n'
+            f"    model = Model()\n{apply}    return model\n")

@@ -139,6 +139,8 @@ class Op:
       lazy            the output is materialised by its readers (concat): kept only when one of them
                       runs outside every checkpoint region
       passthrough     the output is the input itself (identity): a skip branch, drawn as a plain edge
+      weights         the names of its learned tensors (``init`` rules address them: ``bn.weight``)
+      commutative     a merge whose branch order does not change the result (graph hashes ignore it)
       glyph           how render draws it when not a plain box: "+", "×", "concat", "input", "output"
     """
 
@@ -155,6 +157,8 @@ class Op:
     view = False
     lazy = False
     passthrough = False
+    weights: tuple = ()
+    commutative = False
     glyph = ""
     Args: type  # the frozen dataclass of typed argument values, made by register_op
 

@@ -15,6 +15,7 @@ class Scale(Op):
     doc = "a learned per-channel multiplier `weight`, initialised to 1 (DSNet's weighted shortcuts)"
     family = "scale"
     example = "scale"
+    weights = ("weight",)
     fresh = True
 
     def params(self, a, ins):
@@ -32,6 +33,7 @@ class LayerScale(Op):
     family = "scale"
     args = (Arg("init", "float", 1e-6),)
     example = "layer_scale(0.5)"
+    weights = ("",)  # the tensor itself, stored under the label
     fresh = True
 
     def params(self, a, ins):

@@ -17,6 +17,7 @@ class Conv(Op):
             Arg("pad", "pad", (0, 0)), Arg("dilation", "pair", (1, 1)),
             Arg("groups", "pos_int", 1), Arg("bias", "bool", True))
     example = "conv(8, 3, pad = 1)"
+    weights = ("weight", "bias")
     fresh = True
 
     def padding(self, a) -> tuple[int, int]:

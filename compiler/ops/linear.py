@@ -16,6 +16,7 @@ class Linear(Op):
     family = "linear"
     args = (Arg("out", "pos_int"), Arg("bias", "bool", True))
     example = "flatten; linear(5)"
+    weights = ("weight", "bias")
     fresh = True
 
     def infer(self, a, ins):

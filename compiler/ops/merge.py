@@ -38,6 +38,7 @@ class Add(_Merge):
     doc = "elementwise sum of equal-shaped branches (ResNet's identity addition)"
     example = "add {\n identity\n { conv(4, 3, pad = 1); bn }\n}"
     fresh = True
+    commutative = True
     glyph = "+"
 
     def infer(self, a, ins):
@@ -66,6 +67,7 @@ class Mul(_Merge):
            "`mul { identity \\n { gap; conv(c // 4, 1); relu; conv(c, 1); sigmoid } }`)")
     example = "mul {\n identity\n { gap; conv(2, 1); relu; conv(4, 1); sigmoid }\n}"
     fresh = True
+    commutative = True
     glyph = "×"
 
     def infer(self, a, ins):

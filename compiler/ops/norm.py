@@ -14,6 +14,7 @@ class BatchNorm(Op):
     family = "norm"
     args = (Arg("eps", "pos_float", 1e-5), Arg("momentum", "unit", 0.1), Arg("affine", "bool", True))
     example = "bn(eps = 0.001, momentum = 0.01)"
+    weights = ("weight", "bias")
     fresh = True
 
     def infer(self, a, ins):
@@ -37,6 +38,7 @@ class LayerNorm(Op):
     family = "norm"
     args = (Arg("eps", "pos_float", 1e-5), Arg("affine", "bool", True))
     example = "layernorm(eps = 0.000001)"
+    weights = ("weight", "bias")
     fresh = True
 
     def infer(self, a, ins):
