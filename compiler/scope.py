@@ -39,7 +39,7 @@ named_modules named_parameters parameters print_readable recompile register_back
 register_forward_hook register_forward_pre_hook register_full_backward_hook register_full_backward_pre_hook
 register_load_state_dict_post_hook register_load_state_dict_pre_hook register_module register_parameter
 register_state_dict_post_hook register_state_dict_pre_hook requires_grad_ set_extra_state set_submodule
-shape_env share_memory state_dict to to_empty to_folder train training type xpu zero_grad
+shape_env share_memory state_dict to to_empty to_folder train training type why xpu zero_grad
 """.split())
 
 GRAPH_ENDS = ("input", "output")  # the root scope's names for the network's ends

@@ -100,13 +100,15 @@ def test_print_and_code_read_like_torchvision():
     assert "(downsample): Block(\n        (0): Conv2d(64, 128, kernel_size=(1, 1), stride=(2, 2), bias=False)" in text
     assert "def forward" not in text  # the code lives in model.code
     assert model.layer1[0].conv1 is model.get_submodule("layer1.0.conv1")
-    assert "layer1_0_conv1 = getattr(self.layer1, \"0\").conv1(maxpool)" in model.code
+    assert "layer1 = self.layer1(maxpool)" in model.code  # stages are called as modules
+    assert "layer1_0_conv1 = self.conv1(x)" in model.layer1[0].code
     assert "# 64×16×16" in model.code and "# 1000" in model.code
 
 
 def test_dense_block_concatenates_once_per_layer():
     model = build(at(DENSENET121, 64))
-    cats = [n for n in model.graph.nodes if n.target is torch.cat]
+    nodes = [n for m in model.modules() if isinstance(m, torch.fx.GraphModule) for n in m.graph.nodes]  # scopes too
+    cats = [n for n in nodes if n.target is torch.cat]
     assert len(cats) == 6 + 12 + 24 + 16  # each layer's input, plus each block's output
     assert not any(a.target is torch.cat for n in cats for a in n.all_input_nodes)  # no cat of a cat
 
@@ -289,3 +291,70 @@ def test_python_keyword_labels_are_refused():
 def test_drop_path_on_a_labelled_op_sits_beside_it():
     model = build("arch t\ninput [3, 8, 8]\nadd {\n identity\n c: conv(3, 3, pad = 1) @drop_path(0.1)\n}\n")
     assert isinstance(model.c_drop_path, DropPath) and not list(model.c.children())
+
+
+def test_scopes_are_callable_modules_like_torchvision_s():
+    """`model.features(x)`, `model.layer1(x)`, a stage list as a feature extractor, hooks per block."""
+    torch.manual_seed(0)
+    ours, ref = build(at(RESNET18, 64)).eval(), torchvision.models.resnet18().eval()
+    ours.load_state_dict(ref.state_dict(), strict=True)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        stem = ref.maxpool(ref.relu(ref.bn1(ref.conv1(x))))
+        assert max_diff(ours.layer1(stem), ref.layer1(stem)) < 1e-5
+        trunk = torch.nn.Sequential(*list(ours.children())[:-2])  # the fine-tuning recipe's feature extractor
+        assert max_diff(trunk(x), torch.nn.Sequential(*list(ref.children())[:-2])(x)) < 1e-5
+    seen = {}
+
+    def record(name):
+        def hook(module, inputs, out):
+            seen[name] = tuple(out.shape[1:])
+        return hook
+    for name, m in ours.named_modules():
+        if hasattr(m, "kind"):
+            m.register_forward_hook(record(name))
+    g = check(at(RESNET18, 64))
+    with torch.no_grad():
+        ours(x)
+    last = {s: [n for n in g.topo() if n.startswith(s + ".")][-1] for s in ("layer1", "layer2.0", "layer4")}
+    assert all(seen[s] == g.shapes[n] for s, n in last.items())  # torchinfo's per-block shapes
+    dense = build(small_densenet())
+    with torch.no_grad():
+        assert dense.features(torch.randn(2, 3, 32, 32)).shape[1:] == check(small_densenet()).shapes["features.norm5"]
+    with pytest.raises(NotImplementedError, match="reads 3 values from outside"):  # its pieces
+        dense.features.denseblock1.denselayer2(torch.randn(1, 8, 8, 8))
+
+
+def test_replaced_submodules_are_used_by_their_scope():
+    """Fine-tuning recipes replace a layer inside a stage; the stage must call the new one."""
+    model = build(at(RESNET18, 64)).eval()
+    model.layer4[1].conv2 = torch.nn.Identity()
+    model.fc = torch.nn.Linear(512, 3)
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 64, 64)).shape == (1, 3)
+    assert model.layer4[1].conv2.__class__ is torch.nn.Identity
+
+
+def test_compiled_efficient_densenet_is_one_graph():
+    """Checkpoint regions are traced, not graph breaks: one frame, no recompiles per layer."""
+    from torch._dynamo.testing import CompileCounterWithBackend
+    torch._dynamo.reset()
+    model = build(small_densenet(checkpoint=True))
+    counter = CompileCounterWithBackend("aot_eager")
+    compiled = torch.compile(model, backend=counter)
+    x = torch.randn(2, 3, 32, 32)
+    for _ in range(2):
+        compiled(x).sum().backward()
+    assert counter.frame_count == 1
+
+
+def test_refused_labels_cover_every_module_attribute():
+    """compiler/scope.py's torch-free list holds every attribute a built container has."""
+    from archc.compiler.codegen.generate import Scope
+    from archc.compiler.codegen.layers import Block
+    from archc.compiler.scope import MODULE_ATTRIBUTES
+    model = build(at(RESNET18, 64))
+    names = set(dir(model)) | set(vars(model)) | set(dir(Block())) | set(vars(Block()))
+    names |= set(dir(model.layer1)) | set(vars(model.layer1)) | set(dir(Scope))
+    names -= set(model._modules)  # the model's own children are labels, not attributes
+    assert {n for n in names if not (n.startswith("__") and n.endswith("__"))} <= MODULE_ATTRIBUTES

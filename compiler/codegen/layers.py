@@ -15,20 +15,25 @@ from torch.utils.checkpoint import checkpoint
 
 
 class Block(nn.Module):
-    """A scope container (``features``, ``layer1.0``): holds submodules, computes nothing.
+    """A scope container (``features``, ``layer1.0``) that cannot run alone: its nodes read or
+    hand on several values (``why``). Scopes that can run alone are callable modules instead.
 
     It prints under its block's name (``DenseLayer``), so the tree reads like torchvision's.
     """
 
-    def __init__(self, kind: str = "Block"):
+    def __init__(self, kind: str = "Block", why: str = ""):
         super().__init__()
-        self.kind = kind
+        self.kind, self.why = kind, why
 
     def _get_name(self) -> str:
         return self.kind
 
     def __getitem__(self, name) -> nn.Module:  # model.layer1[0], as with torchvision's Sequential
         return self._modules[str(name)]
+
+    def forward(self, *args):
+        raise NotImplementedError(f"this {self.kind} scope cannot be called on its own"
+                                  f"{': ' + self.why if self.why else ''}; call the model, or a scope around it")
 
 
 class Scale(nn.Module):
@@ -122,6 +127,11 @@ class CheckpointRegion(nn.Module):
     def forward(self, *xs):
         if not (self.training and torch.is_grad_enabled()):
             return self.fn(*xs)
+        if torch.compiler.is_compiling():
+            # Traced as one graph: the compiler recomputes only what gradients need, and BatchNorm's
+            # running-stat updates stay in the forward, so no context is needed (and a custom one
+            # would break the graph at every region).
+            return checkpoint(self.fn, *xs, use_reentrant=False)
         extra = {"context_fn": functools.partial(checkpoint_contexts, self.norms)} if self.norms else {}
         return checkpoint(self.fn, *xs, use_reentrant=False, **extra)
 

@@ -18,6 +18,8 @@ from archc.compiler.codegen.comments import new_graph
 from archc.compiler.codegen.layers import AuxHeads, CheckpointRegion
 from archc.compiler.codegen.lower import AUX, NHWC, REGION, SHAPE
 
+OWNER = "archc_owner"  # meta: the module path a region call belongs to (its scope's, for nest.py)
+
 
 def outline(flat: fx.Graph, tree: nn.Module) -> tuple[fx.Graph, dict]:
     """The root graph, and ``{region module path: body graph}`` (emit_python writes these as methods)."""
@@ -87,13 +89,15 @@ def _common_scope(targets: list[str]) -> str:
 
 
 def _call(root: fx.Graph, path: str, ins: list, outs: list, env: dict) -> None:
-    """``out = scope.checkpoint(ins...)``, or one ``getitem`` per output when there are several."""
+    """``out = scope.checkpoint(ins...)``, or one ``getitem`` per output when there are several.
+    They belong (``OWNER``) to the region module's scope, for nest.py."""
     args = tuple(env[a] for a in ins)
     if len(outs) == 1:
         env[outs[0]] = root.create_node("call_module", path, args, name=outs[0].name)
-        env[outs[0]].meta.update({k: outs[0].meta[k] for k in (SHAPE, NHWC) if k in outs[0].meta})
+        env[outs[0]].meta.update({k: outs[0].meta[k] for k in (SHAPE, NHWC) if k in outs[0].meta}, **{OWNER: path})
         return
     call = root.create_node("call_module", path, args, name=path.replace(".", "_"))
+    call.meta[OWNER] = path
     for i, o in enumerate(outs):
         env[o] = root.create_node("call_function", operator.getitem, (call, i), name=o.name)
-        env[o].meta.update({k: o.meta[k] for k in (SHAPE, NHWC) if k in o.meta})
+        env[o].meta.update({k: o.meta[k] for k in (SHAPE, NHWC) if k in o.meta}, **{OWNER: path})

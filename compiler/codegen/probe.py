@@ -9,15 +9,16 @@ from archc.compiler.codegen.lower import NHWC
 
 
 class _Recorder(fx.Interpreter):
-    """Runs a GraphModule node by node, descending into checkpoint regions."""
+    """Runs a GraphModule node by node, descending into regions and callable scopes."""
 
-    def __init__(self, module: fx.GraphModule, seen: dict):
+    def __init__(self, module: fx.GraphModule, seen: dict, nested: bool = False):
         super().__init__(module)
         self.seen = seen  # fx name -> shape (batch excluded); names are unique across regions
+        self.nested = nested  # a region's or scope's inputs are values its caller recorded
 
     def run_node(self, n: fx.Node):
         out = super().run_node(n)
-        if isinstance(out, torch.Tensor):
+        if isinstance(out, torch.Tensor) and not (self.nested and n.op == "placeholder"):
             shape = tuple(out.shape[1:])
             self.seen[n.name] = (shape[-1], *shape[:-1]) if n.meta.get(NHWC) else shape
         return out
@@ -25,7 +26,9 @@ class _Recorder(fx.Interpreter):
     def call_module(self, target, args, kwargs):
         mod = self.fetch_attr(target)
         if isinstance(mod, (CheckpointRegion, AuxHeads)):  # heads too: their shapes, in eval mode as well
-            return _Recorder(mod.fn, self.seen).run(*args)
+            return _Recorder(mod.fn, self.seen, True).run(*args)
+        if isinstance(mod, fx.GraphModule):  # a callable scope: its own part of the graph
+            return _Recorder(mod, self.seen, True).run(*args)
         return super().call_module(target, args, kwargs)
 
 
