@@ -43,15 +43,16 @@ shape_env share_memory state_dict to to_empty to_folder train training type why 
 """.split())
 
 GRAPH_ENDS = ("input", "output")  # the root scope's names for the network's ends
+_QUOTING = frozenset(".\"'\\")  # '.' splits paths; quotes and backslashes would leave the generated code's strings
 
 
 def check_name(name: str, span: Span, what: str = "label") -> str:
     """``name`` if it can be a module path segment; else a located NameError_ saying why."""
-    shown = name if name.isprintable() else repr(name)
-    if not name or "." in name or not name.isprintable():
-        raise NameError_(f"{what} {shown!r} cannot name a module", span,
-                         expected="printable text without '.', e.g. `layer1` or \"block1-0\"",
-                         hint="dots separate scopes: nest labels instead (`a: { b: ... }`)" if "." in name else None)
+    if not name or not name.isprintable() or set(name) & _QUOTING:
+        raise NameError_(f"{what} {name!r} cannot name a module", span,
+                         expected="printable text without . \" ' \\, e.g. `layer1` or \"block1-0\"",
+                         hint="dots separate scopes: nest labels instead (`a: { b: ... }`)" if "." in name else
+                         "the built model's code quotes module names: leave quotes and backslashes out")
     if keyword.iskeyword(name):
         raise NameError_(f"{what} `{name}` is a Python keyword", span,
                          hint=f"rename it, e.g. `{name}_`: the built model's code names modules as attributes "

@@ -32,7 +32,7 @@ def emit_python(g: Graph) -> str:
         tree = build_tree(g)
     flat, _ = lower(g)
     root, bodies = outline(flat, tree)
-    methods = {path: "_" + path.replace(".", "_") for path in bodies}
+    methods = {path: f"_{re.sub(r'[^0-9A-Za-z_]', '_', path)}_{i}" for i, path in enumerate(bodies)}  # labels: any text
     ctors = dict(module_plan(g))
     paths = {id(m): p for p, m in tree.named_modules()}
     lines = [_assign(path, _constructor(path, m, ctors, methods, paths), g.shapes.get(path))
