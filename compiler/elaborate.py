@@ -12,7 +12,7 @@ import difflib
 from dataclasses import dataclass, field, replace
 
 from archc.compiler import shapes
-from archc.compiler.evaluate import Evaluator, Work, show, type_name
+from archc.compiler.evaluate import Evaluator, Work, define, show, type_name
 from archc.compiler.ir import BlockFrame, Graph, OpNode
 from archc.compiler.ops import OPS, callable_ops, merges
 from archc.compiler.ops.registry import BUILTIN_IO
@@ -84,7 +84,7 @@ class Elaborator:
         env = dict(env)  # `let` binds for the rest of this sequence only
         for item in items:
             if isinstance(item, ast.Let):
-                env[item.name] = self.ev(env, cur)(item.value)
+                env[item.name] = define(item, self.ev(env, cur))
             else:
                 cur = self.item(item, cur, scope, env, own=False)
         return cur

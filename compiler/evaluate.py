@@ -38,6 +38,47 @@ class Work:
                                              "or raise the limit with --max-nodes (10 steps per node)")
 
 
+MAX_CALLS = 100  # nested calls of user functions (`let f(x) = ...`) in one evaluation
+
+
+class Function:
+    """A user function, ``let f(v, d = 8) = expr``: its parameters and body, and the names it saw
+    where it was defined (a function cannot see itself, so it cannot recurse)."""
+
+    __slots__ = ("let", "env")
+
+    def __init__(self, let: ast.Let, env: dict):
+        self.let, self.env = let, dict(env)
+
+    def call(self, ev: "Evaluator", node, args: list, kwargs: list):
+        names = [p.name for p in self.let.params]
+        name = self.let.name
+        if len(args) > len(names):
+            raise EvalError(f"`{name}` takes {len(names)} arguments", node.span,
+                            expected=f"{name}({', '.join(names)})", found=f"{len(args)} arguments")
+        bound = dict(zip(names, args))
+        for key, value in kwargs:
+            if key not in names or key in bound:
+                raise EvalError(f"`{name}` {'has no parameter' if key not in names else 'gets twice'} `{key}`",
+                                node.span, expected=f"{name}({', '.join(names)})")
+            bound[key] = value
+        for p in self.let.params:
+            if p.name not in bound:
+                if p.default is None:
+                    raise EvalError(f"`{name}` needs its `{p.name}` argument", node.span,
+                                    expected=f"{name}({', '.join(names)})")
+                bound[p.name] = Evaluator(self.env, ev.shape, ev.work, ev.calls)(p.default)
+        if ev.calls >= MAX_CALLS:
+            raise LimitError(f"function calls nest deeper than {MAX_CALLS}", node.span,
+                             hint="a function passed to itself never ends")
+        return Evaluator({**self.env, **bound}, ev.shape, ev.work, ev.calls + 1)(self.let.value)
+
+
+def define(let: ast.Let, ev: "Evaluator"):
+    """The value a ``let`` binds: its expression's value, or a Function."""
+    return Function(let, ev.env) if let.params is not None else ev(let.value)
+
+
 class ShapeRef:
     """The value of ``in``: the current input's shape; ``in.c``, ``in.h``, ``in.w``."""
 
@@ -59,7 +100,7 @@ class ShapeRef:
 
 def type_name(v) -> str:
     return {bool: "bool", int: "int", float: "float", str: "string", tuple: "list",
-            ShapeRef: "shape"}.get(type(v), type(v).__name__)
+            ShapeRef: "shape", Function: "function"}.get(type(v), type(v).__name__)
 
 
 def show(v, limit: int = 60) -> str:
@@ -72,6 +113,8 @@ def show(v, limit: int = 60) -> str:
         text = "[" + ", ".join(show(x, limit) for x in v[:limit // 2]) + (", ..." if len(v) > limit // 2 else "") + "]"
     elif isinstance(v, ShapeRef):
         text = "in"
+    elif isinstance(v, Function):
+        text = f"{v.let.name}(...)"
     else:
         text = repr(v)
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -185,7 +228,16 @@ BUILTINS = {
     "len": _len, "range": _range, "abs": lambda n, x: abs(_num(x, n)),
     "int": lambda n, x: int(_num(x, n)), "float": lambda n, x: float(_num(x, n)),
     "round": lambda n, x: round(_num(x, n)), "str": lambda n, x: str(x), "sqrt": lambda n, x: _sqrt(_num(x, n), n),
+    "ceil": lambda n, x: math.ceil(_num(x, n)), "floor": lambda n, x: math.floor(_num(x, n)),
+    "log": lambda n, x, base=math.e: _log(_num(x, n), _num(base, n), n),
 }
+
+
+def _log(x, base, node) -> float:
+    if x <= 0 or base <= 0 or base == 1:
+        raise ValueError_("log needs a positive number and a positive base other than 1", node.span,
+                          found=f"log({show(x)}, {show(base)})")
+    return math.log(x, base)
 
 
 def _sqrt(x, node) -> float:
@@ -197,9 +249,10 @@ def _sqrt(x, node) -> float:
 class Evaluator:
     """Evaluates expressions in an environment (a dict of name -> value) and an ``in`` shape."""
 
-    def __init__(self, env: dict, shape: tuple | None = None, work: Work | None = None):
+    def __init__(self, env: dict, shape: tuple | None = None, work: Work | None = None, calls: int = 0):
         self.env, self.shape = env, shape
         self.work = work or Work()
+        self.calls = calls  # user-function calls this evaluation is nested in
         self._level = 0  # recursion depth of __call__, to turn a RecursionError into a LimitError
 
     def __call__(self, node):
@@ -283,11 +336,15 @@ class Evaluator:
         return -v if n.op == "-" else v
 
     def _FCall(self, n):
+        if isinstance(n.func, ast.Var) and isinstance(self.env.get(n.func.name), Function):
+            return self.env[n.func.name].call(self, n, [self(a) for a in n.args],
+                                              [(k, self(v)) for k, v in n.kwargs])
         if not isinstance(n.func, ast.Var) or n.func.name not in BUILTINS:
             name = n.func.name if isinstance(n.func, ast.Var) else "this expression"
-            near = difflib.get_close_matches(name, BUILTINS, n=1)
-            raise NameError_(f"unknown function `{name}`", n.func.span, expected=", ".join(BUILTINS),
-                             hint=f"did you mean `{near[0]}`?" if near else None)
+            known = [*BUILTINS, *(k for k, v in self.env.items() if isinstance(v, Function))]
+            near = difflib.get_close_matches(name, known, n=1)
+            raise NameError_(f"unknown function `{name}`", n.func.span, expected=", ".join(known),
+                             hint=f"did you mean `{near[0]}`?" if near else "define one with `let NAME(params) = expr`")
         if n.kwargs:
             raise EvalError(f"`{n.func.name}` takes no keyword arguments", n.span)
         try:

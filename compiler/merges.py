@@ -9,7 +9,7 @@ o_0 .. o_n; each BN/scale pair is an ordinary ``bn`` + ``scale`` node, the sum a
 """
 from __future__ import annotations
 
-from archc.compiler.evaluate import show, type_name
+from archc.compiler.evaluate import define, show, type_name
 from archc.compiler.ops import OPS, fmt
 from archc.dsl import ast
 from archc.dsl.errors import EvalError, LimitError, ShapeError, ValidationError
@@ -48,7 +48,7 @@ def _units(el, it, cur, scope, env):
     for branch in it.branches:
         for item in branch:
             if isinstance(item, ast.Let):  # binds for the units after it, as in a sequence
-                env = {**env, item.name: el.ev(env, cur)(item.value)}
+                env = {**env, item.name: define(item, el.ev(env, cur))}
             elif isinstance(item, ast.Repeat):
                 n = el.ev(env, cur)(item.count)
                 if type(n) is not int or n < 0:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from archc.compiler.elaborate import Elaborator, Limits, _Ctx
-from archc.compiler.evaluate import Evaluator, show, type_name
+from archc.compiler.evaluate import Evaluator, define, show, type_name
 from archc.compiler.init import resolve as resolve_init
 from archc.compiler.ir import Cost, Graph, OpNode
 from archc.compiler.ops import OPS
@@ -53,7 +53,8 @@ class Elaborate:
                                   expected="arch NAME(params...) followed by `input [C, H, W]`",
                                   hint="library files are imported, not compiled")
         params = bind_params(m, comp.overrides)
-        ev = Evaluator(params)
+        names = {**_library(comp.program.lets), **params}  # what blocks and the body can read
+        ev = Evaluator(names)
         if m.input is None:
             raise ValidationError(f"arch `{m.name}` declares no input shape", m.span, expected="input [C, H, W]")
         value = ev(m.input)
@@ -65,11 +66,20 @@ class Elaborate:
         g = comp.graph = Graph(m.name, params, shape, init)  # set first: a failed pass leaves the partial graph
         root = Scope()
         root.used.update(GRAPH_ENDS)
-        el = Elaborator(_Ctx(g, comp.program.blocks, params, comp.limits, root=root))
+        el = Elaborator(_Ctx(g, comp.program.blocks, names, comp.limits, root=root))
         g.input_id = el.emit("input", OPS["input"].Args(shape), [], "input", m.span)
-        last = el.seq(m.body, g.input_id, root, params)
+        last = el.seq(m.body, g.input_id, root, names)
         g.output_id = el.emit("output", OPS["output"].Args(), [last], "output", m.span)
         g.aux_ids = el.aux_outputs()
+
+
+def _library(lets: list) -> dict:
+    """The values and functions that imported library files define with top-level ``let``s, in
+    load order (each sees the ones before it); the arch's parameters take precedence over them."""
+    env = {}
+    for let in lets:
+        env[let.name] = define(let, Evaluator(env))
+    return env
 
 
 def bind_params(m, overrides: dict) -> dict:
@@ -112,13 +122,14 @@ def _same_type(a, b) -> bool:
 def parse_value(text: str, key: str):
     """A ``--set`` value: an .arch expression (``12``, ``[6, 12]``, ``true``, ``"same"``)."""
     from archc.dsl.errors import ArchError
+    from archc.dsl.text import printable
     try:
         return Evaluator({})(parse_expr(text, "--set", text, 1, 1))
     except ArchError as e:
         python_bool = e.what in ("unknown name `True`", "unknown name `False`")
-        raise UsageError(f"`--set {key}={text}`: not a value", where="--set",
+        raise UsageError(f"`{printable(f'--set {key}={text}', 120)}`: not a value", where="--set",
                          expected="a number, bool, string or list, e.g. --set blocks=[6,12,24,16]",
-                         found=e.what, hint="booleans are written `true` and `false`" if python_bool else None) from None
+                         found=printable(e.what), hint="booleans are written `true` and `false`" if python_bool else None) from None
 
 
 class Validate:

@@ -57,7 +57,7 @@ def check_name(name: str, span: Span, what: str = "label") -> str:
         raise NameError_(f"{what} `{name}` is a Python keyword", span,
                          hint=f"rename it, e.g. `{name}_`: the built model's code names modules as attributes "
                               f"(self.{name} would not parse)")
-    if name in MODULE_ATTRIBUTES or (name.startswith("__") and name.endswith("__")):
+    if name in MODULE_ATTRIBUTES or name.startswith("__"):  # dunders, and torch's own "__x"/"___x" marks
         raise NameError_(f"{what} `{name}` is an attribute of every PyTorch module", span,
                          hint=f"rename it, e.g. `{name}_`: a submodule named `{name}` would hide or clash with "
                               f"nn.Module.{name}")

@@ -152,6 +152,7 @@ class Loop(Node):
 class Let(Node):
     name: str
     value: object
+    params: tuple | None = None  # of Param: ``let f(x, d = 8) = expr`` defines a function
 
 
 @dataclass(frozen=True, slots=True)

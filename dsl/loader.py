@@ -63,6 +63,7 @@ class Program:
     main: ast.Module
     blocks: dict = field(default_factory=dict)  # name -> BlockDef (main file's and imported)
     schemes: dict = field(default_factory=dict)  # name -> InitScheme defined by `init NAME = { ... }`
+    lets: list = field(default_factory=list)  # library files' top-level `let`s (values, functions), in load order
     files: list = field(default_factory=list)
 
 
@@ -164,9 +165,9 @@ class _Loader:
             return
         name = shown(target)
         module = parse(read_source(real, imp.span), name, self.max_depth)
-        if module.name is not None or module.body or module.init is not None:
+        if module.name is not None or module.init is not None or not all(isinstance(i, ast.Let) for i in module.body):
             raise ImportError_(f"{raw} is not a library file", imp.span,
-                               expected="a file of `block` and `init NAME = { ... }` definitions and imports only",
+                               expected="a file of `block`, `let` and `init NAME = { ... }` definitions and imports only",
                                found="an `arch` header or network items",
                                hint="move the shared blocks into their own file")
         self.loaded.add(real)
@@ -174,6 +175,7 @@ class _Loader:
         self.stack.append(real)
         try:
             self._add_blocks(module)
+            self.program.lets.extend(module.body)
             self._imports(module, real.parent, root)
         finally:
             self.stack.pop()

@@ -185,8 +185,8 @@ class _Builder(Transformer_NonRecursive):  # iterative: deep input cannot overfl
         index, var = (str(first), str(second)) if second is not None else (None, str(first))
         return ast.Loop(self._s(meta), index, var, iterable, body)
 
-    def let(self, meta, name, value):
-        return ast.Let(self._s(meta), str(name), value)
+    def let(self, meta, name, params, value):
+        return ast.Let(self._s(meta), str(name), value, params)
 
     def seq(self, meta, *items):
         return tuple(items)

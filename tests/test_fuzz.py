@@ -28,6 +28,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from archc.compiler.ops import OPS as REGISTRY, callable_ops, merges
 from archc.compiler.passes import compile_file
 from archc.dsl.errors import ArchError
 from archc.dsl.parser import _lark
@@ -220,10 +221,8 @@ def test_mutated_archs(monkeypatch, case):
 VALUES = st.sampled_from(["0", "1", "2", "3", "8", "16", "-1", "w", "n", "i", "in.c", "in.h", "in.c // 2", "2 * w",
                           "10**9", "1.5", '"same"', "true", "false", "[3, 3]", "[1, 2]", "xs", "xs[0]", "len(xs)",
                           "range(3)", "n > 1", "in", "[]"])
-OPS = st.sampled_from(["conv", "bn", "relu", "maxpool", "avgpool", "gap", "flatten", "linear", "dropout",
-                       "identity", "sigmoid", "adaptive_avgpool", "shortcut_a", "scale", "gelu", "leaky_relu",
-                       "drop_path", "unit", "unit2", "input", "nope"])
-KEYS = st.sampled_from(["stride", "pad", "bias", "groups", "p", "kernel", "out", "ceil", "size", "c", "s", "zz"])
+OPS = st.sampled_from([*sorted(callable_ops()), "unit", "unit2", "input", "nope"])  # every registered op
+KEYS = st.sampled_from(sorted({a.name for op in REGISTRY.values() for a in op.args} | {"c", "s", "zz"}))  # every op argument, block parameters, a typo
 ARG = VALUES | st.builds(lambda k, v: f"{k} = {v}", KEYS, VALUES)
 CALL = st.builds(lambda op, args: f"{op}({', '.join(args)})" if args is not None else op,
                  OPS, st.none() | st.lists(ARG, max_size=3))
@@ -233,7 +232,7 @@ def _items(item):
     group = st.lists(item, max_size=4).map(lambda xs: "{ " + "; ".join(xs) + " }")
     branch = st.lists(item, min_size=1, max_size=3).map("; ".join)
     merge = st.builds(lambda kind, bs: kind + " {\n" + "\n".join(bs) + "\n}",
-                      st.sampled_from(["add", "concat", "dense_sum"]), st.lists(branch, max_size=3))
+                      st.sampled_from([*merges(), "relu", "nope"]), st.lists(branch, max_size=3))
     loop = st.builds(lambda it, body: f"for i in {it} {{ {'; '.join(body)} }}",
                      st.sampled_from(["range(2)", "xs", "[1, 2]", "range(0)", "3", "range(n)"]), st.lists(item, max_size=3))
     simple = CALL | group

@@ -198,3 +198,47 @@ def test_bad_init_rules_are_located_errors(rule, message):
     with pytest.raises(archc.ArchError, match=message.replace("(", r"\(")) as err:
         archc.check(f"arch t\ninput [3, 4, 4]\ninit {{ {rule} }}\nconv(2, 1)\n")
     assert err.value.span is not None
+
+
+# ---- functions, library values, chained conditions, math builtins ----------------------------------------
+def _make_divisible(v, divisor=8):  # torchvision's, the reference for the .arch function below
+    new = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    return new + divisor if new < 0.9 * v else new
+
+
+MD = "let md(v, d = 8) = max(d, int(v + d / 2) // d * d) + (d if max(d, int(v + d / 2) // d * d) < 0.9 * v else 0)"
+
+
+@pytest.mark.parametrize("v, d", [(30, 8), (12, 8), (67.2, 8), (100, 16), (3, 8), (37.5, 4)])
+def test_functions_compute_like_python(v, d):
+    g = archc.check(net(f"{MD}\nconv(md({v}, d = {d}), 1)"))
+    assert g.shapes[g.output_id][0] == _make_divisible(v, d)
+
+
+def test_library_files_export_values_and_functions(tmp_path):
+    (tmp_path / "lib.arch").write_text(f"{MD}\nlet WIDTHS = [16, 24]\nblock b(c) = conv(md(c), 1)\n")
+    (tmp_path / "net.arch").write_text('import "lib.arch"\narch n\ninput [3, 4, 4]\nb(WIDTHS[1] + 5)\nconv(md(9), 1)\n')
+    g = archc.check(tmp_path / "net.arch")
+    assert [g.shapes[n][0] for n in ("b", "conv")] == [_make_divisible(29), _make_divisible(9)]
+
+
+@pytest.mark.parametrize("body, message", [
+    ("let f(x) = f(x)\nconv(f(1), 1)", "unknown function `f`"),  # a function cannot see itself
+    ("let f(g) = g(g)\nconv(f(f), 1)", "function calls nest deeper than"),
+    ("let f(x) = x\nconv(f(1, 2), 1)", "`f` takes 1 arguments"),
+    ("let f(x) = x\nconv(f(y = 1), 1)", "`f` has no parameter `y`"),
+    ("let f(x) = x\nconv(f(), 1)", "`f` needs its `x` argument"),
+])
+def test_function_errors_are_located(body, message):
+    with pytest.raises(archc.ArchError, match=message) as err:
+        archc.check(net(body))
+    assert err.value.span is not None
+
+
+def test_chained_conditions_and_math_builtins():
+    chain = 'a: relu if act == "relu" else silu if act == "silu" else gelu'
+    for act, op in [("relu", "relu"), ("silu", "silu"), ("tanh", "gelu")]:
+        g = archc.check(net(chain, header=f'arch t(act = "{act}")'))
+        assert g.node("a").op == op
+    g = archc.check(net("conv(ceil(2.1) + floor(2.9) + int(log(8, 2)) + int(log(1)), 1)"))
+    assert g.shapes[g.output_id][0] == 3 + 2 + 3 + 0

@@ -19,6 +19,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from archc.compiler.builder import build_graph
 from archc.compiler.codegen import inplace, record_shapes
 from torchcheck import check_in_place, same_training_step
+from archc.compiler.ops import OPS
 from archc.compiler.passes import compile_file
 from archc.dsl.errors import ArchError
 
@@ -28,8 +29,12 @@ settings.register_profile("slow", max_examples=5000, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 DEFAULT = settings(max_examples=200, deadline=None,
                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-ACTIVATIONS = ["relu", "relu6", "silu", "sigmoid", "tanh", "gelu", 'gelu(approximate = "tanh")',
-               "leaky_relu(0.2)", "bn", "scale", "identity", "dropout(0.2)"]
+# Shape-keeping ops, read from the registry (a new activation or norm is generated without an edit
+# here): each family below keeps C×H×W, and its example (or bare name) fits any width, except
+# per-channel constants (affine's lists), whose width is fixed by the example.
+KEEP_SHAPE = ("activation", "norm", "scale", "regularizer")
+ACTIVATIONS = sorted({op.example if op.args else op.name for op in OPS.values()
+                      if op.family in KEEP_SHAPE and not any(a.kind == "floats" for a in op.args)} | {"identity"})
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -17,14 +17,16 @@ class _Tree(fx.GraphModule):
     """A GraphModule that keeps its whole module tree.
 
     fx keeps only the modules the graph calls, under plain nn.Module containers. Keep them all:
-    the containers print like torchvision's, and modules that only checkpoint regions or the
-    auxiliary heads call must stay registered at their node ids."""
+    the containers print like torchvision's, and modules (and tensors) that only checkpoint
+    regions or the auxiliary heads use must stay registered at their node ids."""
 
     def __init__(self, root: nn.Module, graph: fx.Graph, class_name: str = "GraphModule"):
         super().__init__(root, graph, class_name)
         self._modules.clear()
         for name, child in root.named_children():
             self.add_module(name, child)
+        for name, tensor in root.named_parameters(recurse=False):  # a layer_scale only a region reads
+            self.register_parameter(name, tensor)
 
     def _deepcopy_init(self):
         name = type(self).__name__  # fx's default would rename the copy "GraphModule"
