@@ -187,12 +187,13 @@ def test_checkpoint_gives_equal_gradients_and_stats():
     ("densenet121", {"blocks": [2, 2, 2, 2]}, (2, 3, 64, 64)),
     ("densenet_bc100_k12", {"depth": 16}, (2, 3, 32, 32)),
     ("densenet40_k12", {"depth": 10}, (2, 3, 32, 32)),
+    ("densenet_uva", {"layers": [2, 2]}, (2, 3, 32, 32)),
 ])
 def test_efficient_densenets_train_like_the_plain_ones(arch, sets, x):
     """The zoo's `efficient = true`: each layer checkpointed, same step as without (and as torchvision's flag does)."""
     path = ROOT / "archs" / f"{arch}.arch"
     ck, plain = build(path, efficient=True, **sets), build(path, **sets)
-    layers = sum(1 for n, _ in plain.named_modules() if n.endswith("norm1"))
+    layers = sum(1 for n, _ in plain.named_modules() if n.endswith(("norm1", ".net.0")))  # each layer's first BN
     assert sum(isinstance(m, CheckpointRegion) for m in ck.modules()) == layers > 0
     plain.load_state_dict(ck.state_dict(), strict=True)
     x = torch.randn(*x)
