@@ -44,12 +44,13 @@ def archc(data: Path, epochs: int) -> dict:
         subprocess.run([sys.executable, "-m", "archc", "train", "archs/resnet_uva.arch", "--data", str(data),
                         "--out", str(run), "--epochs", str(epochs), "--batch-size", "128", "--lr", "0.2",
                         "--optimizer", "sgd", "--schedule", "onecycle", "--label-smoothing", "0.1",
-                        "--augment", "standard", "--seed", "0", "--device", "cpu", "--quiet"],
+                        "--augment", "standard", "--seed", "0", "--device", "cpu", "--quiet",
+                        "--val-split", "0"],  # train on all 5,170 images, as the hand-written loop does
                        cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
         history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
         summary = json.loads((run / "summary.json").read_text())
-    return {"test_acc": history[-1]["test_acc"], "images_per_s": summary["images_per_s"],
-            "epoch_s": sum(r["seconds"] for r in history) / len(history), "best": summary.get("best_accuracy")}
+    return {"test_acc": summary["test_acc"], "images_per_s": summary["images_per_s"],  # of best.pt: the last epoch
+            "epoch_s": sum(r["seconds"] for r in history) / len(history)}
 
 
 def main() -> None:

@@ -1,37 +1,50 @@
 """Checkpoints that are written atomically and read without running any code from the file.
 
 Writes go through ``runtime.atomic``: a crash, a full disk or a file-size limit at any moment leaves
-either the old checkpoint or the new one, never a torn file. Reads use ``weights_only=True``,
-so a pickled payload (a class whose ``__reduce__`` runs a command) is refused instead of executed; that
-is why the contents are restricted to tensors, numbers, strings, lists and dicts. A file that is cut
-off, empty, not a PyTorch file, not tagged as ours, or shaped for another net is refused with a message
+either the old checkpoint or the new one, never a torn file. Reads go through ``runtime.torchfile``
+(regular files only, zip sizes bounded before inflating, ``weights_only=True``: a pickled payload is
+refused instead of executed), then the contents are checked against ``runtime.checkpoint_schema``, the
+one description of what a checkpoint holds. A file that is cut off, empty, not a PyTorch file, not
+tagged as ours, holding the wrong thing at some key, or shaped for another net is refused with a message
 naming it and what was found.
 """
 from __future__ import annotations
 
 import io
-import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 
 from archc.dsl.errors import CheckpointError
+from archc.dsl.text import printable
+from archc.runtime import torchfile
 from archc.runtime.atomic import atomic_write
+from archc.runtime.checkpoint_schema import FORMAT, VERSION, Checkpoint, problem
+from archc.runtime.values import describe
 
-FORMAT = "archc-checkpoint"  # marks our files, so a foreign .pt is told apart from a damaged one
-VERSION = 1
+HINT = "use a last.pt or best.pt written by archc train (a run folder holds both)"
 
 
 def save(path: Path, state: dict[str, Any]) -> None:
-    """Write ``state`` (plain containers of tensors and numbers) atomically, tagged with our format.
+    """Write ``state`` (``runtime/session.py: state``) atomically, tagged with our format.
 
-    Serialised in memory first: torch's zip writer reports a failed file write as an opaque
-    RuntimeError, while a plain ``write`` raises the OSError (ENOSPC, EFBIG, EROFS) worth showing.
+    Checked against the schema first: a field the schema lacks is a bug in the writer, caught at the
+    first save rather than when the file is read back. Serialised in memory before writing: torch's zip
+    writer reports a failed file write as an opaque RuntimeError, while a plain ``write`` raises the
+    OSError (ENOSPC, EFBIG, EROFS) worth showing.
     """
+    full = {"format": FORMAT, "version": VERSION, **state}
+    try:
+        Checkpoint.model_validate(full)
+    except ValidationError as err:
+        key, expected, found = problem(err)
+        raise ValueError(f"the checkpoint state does not match runtime/checkpoint_schema.py at {key}: "
+                         f"expected {expected}, found {found}") from None
     buf = io.BytesIO()
-    torch.save({"format": FORMAT, "version": VERSION, **state}, buf)
+    torch.save(full, buf)
     atomic_write(path, lambda f: f.write(buf.getbuffer()))
 
 
@@ -41,103 +54,53 @@ def copy(src: Path, dst: Path) -> None:
         atomic_write(dst, lambda out: shutil.copyfileobj(f, out))
 
 
-# Messages of torch's weights-only unpickler that mean "this pickle builds objects or calls code"; its
-# other complaints (unknown opcodes, stack underflow, bad strings) mean the bytes are simply not a pickle.
-_UNSAFE = re.compile(r"Unsupported global|unsupported GLOBAL|Can only create new object|Can only build")
-_ZIP = b"PK\x03\x04"  # torch.save's default format is a zip archive
-
-
 def load(path: Path) -> dict[str, Any]:
-    """Read a checkpoint onto the CPU; anything but an intact archc checkpoint is a CheckpointError."""
+    """Read a checkpoint onto the CPU: a dict that matches ``checkpoint_schema.Checkpoint``, or a CheckpointError."""
     path = Path(path)
-    if not path.is_file():
-        what = "checkpoint is not a regular file" if path.exists() else "checkpoint not found"
-        raise CheckpointError(what, where=str(path), hint="check the path; a run writes RUN_DIR/last.pt and best.pt")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # a damaged or hostile file can fail in many ways inside the unpickler
-        if _UNSAFE.search(str(e)):
-            raise CheckpointError("refusing to load a checkpoint that contains code or unknown objects", where=str(path),
-                                  expected="an archc checkpoint (tensors and plain values only)",
-                                  found=_unpickler_reason(e).split(". Please")[0][:200],
-                                  hint="only load checkpoints written by archc train") from None
-        raise CheckpointError("checkpoint is damaged or not a PyTorch file", where=str(path),
-                              expected="an archc checkpoint written by archc train", found=_describe_damage(path, e),
-                              hint="use another checkpoint (e.g. best.pt), or retrain") from None
+    state = torchfile.read(path, "checkpoint", HINT)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
+        found = printable(f"keys {sorted(map(str, state))[:6]}", 200) if isinstance(state, dict) else describe(state)
         raise CheckpointError("not an archc checkpoint", where=str(path), expected=f"a dict tagged format={FORMAT!r}",
-                              found=type(state).__name__ if not isinstance(state, dict) else f"keys {sorted(map(str, state))[:6]}",
-                              hint="pass a last.pt or best.pt written by archc train")
+                              found=found, hint=HINT)
     if state.get("version") != VERSION:
-        raise CheckpointError("unsupported checkpoint version", where=str(path), expected=str(VERSION), found=str(state.get("version")))
+        raise CheckpointError("unsupported checkpoint version", where=str(path), expected=str(VERSION),
+                              found=printable(repr(state.get("version")), 80), hint=HINT)
+    try:
+        Checkpoint.model_validate(state)
+    except ValidationError as err:
+        key, expected, found = problem(err)
+        raise CheckpointError(f"checkpoint field {key} is not what archc train writes", where=str(path),
+                              expected=expected, found=found,
+                              hint=f"{HINT}; this one was changed, or written by another program") from None
     return state
 
 
-def _describe_damage(path: Path, e: Exception) -> str:
-    """What the file looks like, then the loader's first line: enough to tell a cut-off copy from a wrong file."""
-    try:
-        size = path.stat().st_size
-        with path.open("rb") as f:
-            head = f.read(4)
-    except OSError as err:
-        return f"cannot read it: {err.strerror or err}"
-    if size == 0:
-        return "an empty file (0 bytes)"
-    reason = _unpickler_reason(e)
-    if head == _ZIP:
-        return f"a PyTorch zip archive of {size:,} bytes that is cut off or corrupt ({reason[:120]})"
-    return f"{size:,} bytes starting {head.hex(' ')}, not a PyTorch file ({type(e).__name__}: {reason[:120]})"
-
-
-def _unpickler_reason(e: Exception) -> str:
-    """The loader's own complaint, without torch's advice about weights_only around it."""
-    text = str(e).split("WeightsUnpickler error:")[-1]
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()] or [type(e).__name__]
-    flagged = [ln for ln in lines if _UNSAFE.search(ln)]
-    plain = [ln for ln in lines if not ln.startswith("Weights only load failed")]
-    return (flagged or plain or lines)[0]
-
-
 def trained_with(state: dict[str, Any]) -> str:
-    """``ARCH --set k=v ...`` of the run that wrote ``state``, as far as its config says."""
-    config = state.get("config")
-    if not isinstance(config, dict):
-        return "an unknown architecture"
-    params = config.get("params") if isinstance(config.get("params"), dict) else {}
-    sets = "".join(f" --set {k}={v}" for k, v in params.items())
-    return f"{config.get('arch') or 'a module passed to train()'}{sets}"
+    """``ARCH --set k=v ...`` of the run that wrote ``state`` (a loaded checkpoint), cut to one line."""
+    config = state["config"]
+    sets = "".join(f" --set {k}={v}" for k, v in config["params"].items())
+    return printable(f"{config.get('arch') or 'a module passed to train()'}{sets}", 300)
 
 
-def run_params(state: dict[str, Any], path: Path) -> dict[str, Any]:
+def run_params(state: dict[str, Any]) -> dict[str, Any]:
     """The arch parameters (``--set`` values) the checkpoint's run was trained with."""
-    config = state.get("config", {})
-    field, value = ("config.params", config.get("params", {})) if isinstance(config, dict) else ("config", config)
-    if not isinstance(value, dict):
-        raise CheckpointError("checkpoint has no readable run configuration", where=str(path),
-                              expected="config.params: a dict of arch parameters",
-                              found=f"{field}: {type(value).__name__}",
-                              hint="pass a last.pt or best.pt written by archc train")
-    return value
+    return state["config"]["params"]
 
 
 def load_model_state(model: torch.nn.Module, state: dict[str, Any], path: Path,
                      hint: str = "evaluate with the .arch file and --set values the run was trained with") -> None:
     """Load the model weights, turning a mismatch with this architecture into a CheckpointError naming it."""
-    weights = state.get("model")
-    if not isinstance(weights, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()):
-        raise CheckpointError("checkpoint holds no model weights", where=str(path), expected="model: names -> tensors",
-                              found="nothing" if weights is None else type(weights).__name__,
-                              hint="pass a last.pt or best.pt written by archc train")
-    problem = mismatch(model.state_dict(), weights)
-    if problem:
-        raise CheckpointError(f"checkpoint does not fit this architecture ({type(model).__name__})", where=str(path),
-                              expected="the parameter names and shapes of this net",
-                              found=f"{problem}; the checkpoint was trained from {trained_with(state)}", hint=hint)
+    weights = state["model"]
+    differences = mismatch(model.state_dict(), weights)
+    if differences:
+        raise CheckpointError(f"checkpoint does not fit this architecture ({printable(type(model).__name__)})",
+                              where=str(path), expected="the parameter names and shapes of this net",
+                              found=f"{differences}; the checkpoint was trained from {trained_with(state)}", hint=hint)
     try:
         model.load_state_dict(weights)
     except (RuntimeError, KeyError, TypeError, ValueError) as e:  # dtype or layout trouble the check above missed
         raise CheckpointError(f"checkpoint does not fit this architecture ({type(model).__name__})", where=str(path),
-                              found=str(e).strip().splitlines()[-1][:300], hint=hint) from None
+                              found=printable(str(e).strip().splitlines()[-1], 300), hint=hint) from None
 
 
 def mismatch(want: dict[str, torch.Tensor], got: dict[str, torch.Tensor]) -> str:
@@ -152,5 +115,5 @@ def mismatch(want: dict[str, torch.Tensor], got: dict[str, torch.Tensor]) -> str
               for k in want if k in got and got[k].shape != want[k].shape]
     labels = (("shape mismatch", "shape mismatches", shapes), ("missing", "missing", missing),
               ("unexpected", "unexpected", extra))
-    return "; ".join(f"{len(items)} {one if len(items) == 1 else many} (first: {items[0]})"
+    return "; ".join(f"{len(items)} {one if len(items) == 1 else many} (first: {printable(items[0])})"
                      for one, many, items in labels if items)

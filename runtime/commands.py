@@ -13,32 +13,51 @@ from typing import Any, Callable, Literal, get_args, get_origin
 import click
 from pydantic_core import PydanticUndefined
 
-from archc.dsl.errors import ArchError, CheckpointError
+from archc.dsl.errors import ArchError, CheckpointError, UsageError
+from archc.dsl.text import printable
 from archc.runtime import checkpoint as ckpt
+from archc.runtime import distributed, preflight, rundir
 from archc.runtime.cli import FILE, parse_sets
 from archc.runtime.config import TrainConfig, resolve_config
-from archc.runtime.evaluate import evaluate, print_report
+from archc.runtime.data import CLASSES
+from archc.runtime.data import resolve as resolve_data
+from archc.runtime.evaluate import check_plot_path, evaluate, print_report
 from archc.runtime.train import build_model, train
 
 TRAIN_HELP = """Train the network of FILE on CIFAR-10, writing checkpoints and metrics to RUN_DIR.
 
 \b
 Example:
-  archc train archs/resnet_uva.arch --data sample --out runs/demo --epochs 2
+  archc train archs/resnet_uva.arch --data sample --epochs 2     # -> runs/resnet_uva-<time>/
   archc train archs/resnet20.arch --data cifar10 --out runs/r56 --set depth=56 --nproc 2
   archc train archs/resnet_uva.arch --out runs/uva --recipe seed-table   # as zoo-targets.json
   archc train archs/resnet_uva.arch --out runs/demo --resume             # continue a stopped run
+  archc train archs/resnet_uva.arch --out runs/demo --resume --epochs 40 # extend a finished run
   torchrun --nproc_per_node 4 -m archc.runtime.train archs/resnet20.arch --out runs/r
+
+A run folder must be new or empty: --resume continues the archc run in it, --force starts over
+in it (deleting that run's files, and only those). best.pt is the epoch with the best accuracy
+on a validation split held out of the training images (--val-split: 45,000/5,000 on CIFAR-10);
+the test set is scored once, at the end, on best.pt. TensorBoard: tensorboard --logdir runs.
+
+--resume continues an interrupted run exactly as if it had not stopped (bit for bit on the
+same device and settings); on a finished run it says so. --resume --epochs N on a finished
+run of E epochs trains N-E more epochs the way a fresh (N-E)-epoch run would, from the run's
+weights, optimizer state and data order: the lr schedule starts over (one-cycle warms up and
+anneals again; multistep milestones count within the added epochs). That is not what an
+N-epoch run gives, whose schedule would have annealed later; the first E epochs stay as they are.
 
 Flags override the --config TOML file (any TrainConfig key), which overrides the recipe.
 """
 
-EVAL_HELP = """Score a checkpoint of FILE's network on the CIFAR-10 test set.
+EVAL_HELP = """Score a checkpoint of FILE's network on the CIFAR-10 test set: accuracy, per-class accuracy
+and the confusion matrix.
 
 \b
 Example:
   archc eval archs/resnet_uva.arch --checkpoint runs/demo/best.pt --data sample --plot confusion.png
 """
+IMAGE = (3, 32, 32)  # what runtime.data loads: CIFAR-10's channel-major 32×32 RGB images
 
 
 def _setting(flag: str, text: str, **kw: Any) -> Callable:
@@ -57,8 +76,8 @@ def _setting(flag: str, text: str, **kw: Any) -> Callable:
 @click.command("train", help=TRAIN_HELP)
 @click.argument("file", type=FILE)
 @_setting("--data", "cifar10 (downloaded once), sample (bundled), or a folder with cifar-10-batches-py.")
-@_setting("--out", "Run folder (RUN_DIR).", type=click.Path(path_type=Path, file_okay=False))
-@_setting("--epochs", "Passes over the training set.", type=int)
+@_setting("--out", "Run folder (RUN_DIR); default: runs/<arch>-<YYYYmmdd-HHMMSS>.", type=click.Path(path_type=Path))
+@_setting("--epochs", "Passes over the training set; with --resume, a larger N extends a finished run.", type=int)
 @_setting("--batch-size", "Global batch in images, split over --nproc processes.", type=int)
 @_setting("--lr", "Peak learning rate.", type=float)
 @_setting("--optimizer", "Nesterov-momentum SGD or AdamW.")
@@ -66,16 +85,19 @@ def _setting(flag: str, text: str, **kw: Any) -> Callable:
 @_setting("--label-smoothing", "Probability mass spread over all classes.", type=float)
 @_setting("--weight-decay", "L2 coefficient (decoupled for AdamW).", type=float)
 @_setting("--augment", "standard: reflect-pad-4 crop + flip.")
-@_setting("--seed", "Seeds init, data order, augmentation, dropout.", type=int)
+@_setting("--seed", "Seeds init, data order, augmentation, dropout, the validation split.", type=int)
+@_setting("--val-split", "Fraction of the training images held out to choose best.pt (0: none, best.pt is the last epoch).", type=float)
 @_setting("--device", "auto: CUDA when available.")
 @_setting("--precision", "auto: bf16 on CUDA, fp32 on CPU.")
 @_setting("--compile/--no-compile", "torch.compile the model.")
 @_setting("--resume", "Continue RUN_DIR/last.pt with the run's own settings.", is_flag=True)
+@_setting("--force", "Start over in a RUN_DIR that is not empty, deleting its run files.", is_flag=True)
+@_setting("--max-memory", "Refuse a run whose estimated memory per device exceeds this (8GB, 512MiB, bytes).", type=str)
 @click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False), help="TOML file of settings.")
 @click.option("--set", "sets", multiple=True, metavar="K=V", help="Override an arch parameter (repeatable).")
 @_setting("--recipe", "seed-table: how zoo-targets.json's reference models were trained.")
 @_setting("--nproc", "Local processes for DistributedDataParallel.", type=int)
-@_setting("--quiet", "One plain line per epoch, no live progress.", is_flag=True)
+@_setting("--quiet", "One plain line per epoch: no live bar, no progress lines.", is_flag=True)
 def train_command(file: Path, config_file: Path | None, sets: tuple[str, ...], **flags: Any) -> None:
     cfg = resolve_config({"arch": file, "params": parse_sets(sets), **flags}, config_file)
     try:
@@ -85,22 +107,45 @@ def train_command(file: Path, config_file: Path | None, sets: tuple[str, ...], *
 
 
 def run(cfg: TrainConfig) -> dict[str, Any]:
-    """Build the net of ``cfg.arch`` and train it; returns the run's summary."""
-    model = build_model(cfg.arch, cfg.params, cfg.seed)
-    return train(cfg, model, extra=_arch_facts(cfg.arch, cfg.params))
+    """Check the net of ``cfg.arch`` against the data and the memory, build it and train it; returns the summary."""
+    comp = compile_checked(cfg.arch, cfg.params)
+    _check_memory(cfg, comp.graph)
+    model = build_model(cfg.arch, cfg.params, cfg.seed, graph=comp.graph)
+    return train(cfg, model, rundir.spec_facts(comp, str(cfg.arch)))
 
 
 def train_spec(spec: str | Path, params: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
-    """``archc.train``: the Python twin of ``archc train``, settings as TrainConfig keys."""
-    return run(resolve_config({"arch": Path(spec), "params": params, **settings}))
+    """``archc.train``: the Python twin of ``archc train``, settings as TrainConfig keys; ``spec`` is a path,
+    or a name found as ``archc train`` finds it (``resnet_uva``)."""
+    from archc.dsl.loader import resolve
+
+    try:
+        path = resolve(str(spec))
+    except LookupError:
+        raise UsageError(f"no spec named {printable(spec)!r}", where="archc.train",
+                         hint="pass the path of a .arch file, or a name `archc list` shows") from None
+    return run(resolve_config({"arch": Path(path), "params": params, **settings}))
 
 
-def _arch_facts(arch: Path, params: dict[str, Any]) -> dict[str, Any]:
-    """summary.json's ``arch`` and ``macs`` (per 32x32 image), from the compiler's checked graph."""
+def compile_checked(arch: Path | str, params: dict[str, Any]):
+    """The torch-free compilation of ``arch``, refused unless its input and output fit CIFAR-10."""
     from archc.compiler.passes import compile_file
 
-    graph = compile_file(path=str(arch), overrides=params).graph
-    return {"arch": graph.name, "macs": graph.totals().macs}
+    comp = compile_file(path=str(arch), overrides=params)
+    preflight.check_fits_data(comp, IMAGE, len(CLASSES))
+    return comp
+
+
+def _check_memory(cfg: TrainConfig, graph: Any) -> None:
+    """The static estimate against the device's free memory and --max-memory, before anything is allocated."""
+    import torch
+
+    device = distributed.resolve_device(cfg.device)
+    world = max(distributed.world()[1], cfg.nproc)
+    est = preflight.training_memory(graph, max(1, cfg.batch_size // world), cfg.optimizer, cfg.momentum,
+                                    distributed.precision(cfg.precision, device))
+    free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else preflight.host_memory_available()
+    preflight.check_memory(est, preflight.processes_sharing(device.type, world), free, str(device), cfg.max_memory)
 
 
 @click.command("eval", help=EVAL_HELP)
@@ -115,23 +160,29 @@ def _arch_facts(arch: Path, params: dict[str, Any]) -> dict[str, Any]:
 def eval_command(file: Path, checkpoint_path: Path, data: str, as_json: bool, plot: Path | None,
                  sets: tuple[str, ...], device: str) -> None:
     state = ckpt.load(checkpoint_path)
-    trained = ckpt.run_params(state, checkpoint_path)
+    trained = ckpt.run_params(state)
     params = {**trained, **parse_sets(sets)}  # build the net the run trained
     try:
-        model = build_model(file, params)
+        comp = compile_checked(file, params)
     except ArchError as err:  # the run's --set values do not suit this FILE: a checkpoint of another net
         if not trained or err.where != "--set":
             raise
-        raise CheckpointError(f"checkpoint does not fit {Path(file).name}", where=str(checkpoint_path),
-                              found=f"it was trained from {ckpt.trained_with(state)}; with those values "
+        raise CheckpointError(f"checkpoint does not fit {printable(Path(file).name)}", where=str(checkpoint_path),
+                              found=f"it was trained from {printable(ckpt.trained_with(state))}; with those values "
                                     f"--set: {err.what}",
                               hint="evaluate with the .arch file the run was trained with, or override its values "
                                    "with --set") from None
+    if plot:
+        inputs = [Path(f) for f in comp.program.files] + [checkpoint_path] + sorted(resolve_data(data).iterdir())
+        check_plot_path(plot, inputs)
+    model = build_model(file, params, graph=comp.graph)
     result = evaluate(model, checkpoint_path, data, device=device, plot=plot, state=state)
     if as_json:
-        click.echo(json.dumps(result, indent=2))
+        click.echo(json.dumps(result | ({"plot": str(plot)} if plot else {}), indent=2))
+        if plot:
+            click.echo(f"confusion matrix plot: {printable(plot)}", err=True)
     else:
-        print_report(result)
+        print_report(result, plot)
 
 
 def run_standalone(command: click.Command) -> None:

@@ -40,6 +40,18 @@ def resolve_device(name: str) -> torch.device:
     return torch.device("cuda", local_rank())
 
 
+def precision(name: str, device: torch.device) -> str:
+    """The precision ``--precision NAME`` means on ``device``: auto is bf16 autocast on CUDA, fp32 elsewhere."""
+    return ("bf16" if device.type == "cuda" else "fp32") if name == "auto" else name
+
+
+def device_name(device: torch.device) -> str:
+    """What the header and summary call the device: the GPU's model, or the CPU threads in use."""
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
 def init(device_type: str) -> None:
     if world()[1] > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device_type == "cuda" else "gloo")

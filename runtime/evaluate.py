@@ -1,16 +1,20 @@
 """``evaluate(model, checkpoint, data)``: test-set accuracy, per-class accuracy and confusion matrix."""
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from archc.dsl.errors import UsageError
+from archc.dsl.errors import ArchError, ShapeError, UsageError
+from archc.dsl.text import markup, printable
 from archc.runtime import checkpoint, distributed
+from archc.runtime.atomic import atomic_write
 from archc.runtime.data import load_cifar10
 from archc.runtime.loop import predict
+from archc.runtime.paths import refuse_overwrite
 
 
 def evaluate(model: nn.Module, checkpoint_path: Path, data: str | Path, *, device: str = "auto",
@@ -26,8 +30,12 @@ def evaluate(model: nn.Module, checkpoint_path: Path, data: str | Path, *, devic
     dev = distributed.resolve_device(device)
     cifar = load_cifar10(data, dev, train=False)
     model.to(dev, memory_format=torch.channels_last)
-    preds = predict(model, cifar.test_x, bf16=dev.type == "cuda")
+    logits = predict(model, cifar.test_x, bf16=dev.type == "cuda")
     k = len(cifar.classes)
+    if logits.shape[1:] != (k,):  # archc eval checks the spec first; a module handed in directly may not fit
+        raise ShapeError(f"the network gives {'×'.join(map(str, logits.shape[1:]))} outputs per image, not {k} class scores",
+                         where=str(checkpoint_path), expected=f"{k} scores per image", found=str(tuple(logits.shape[1:])))
+    preds = logits.argmax(1)
     confusion = torch.bincount(cifar.test_y * k + preds, minlength=k * k).view(k, k).cpu()
     totals = confusion.sum(1).tolist()
     per_class = {name: (confusion[i, i].item() / totals[i] if totals[i] else None) for i, name in enumerate(cifar.classes)}
@@ -54,21 +62,44 @@ def plot_confusion(path: Path, confusion: torch.Tensor, classes: tuple[str, ...]
             ax.text(j, i, str(int(confusion[i, j])), ha="center", va="center", fontsize=7,
                     color="white" if rows[i, j] > 0.5 else "black")
     fig.colorbar(image, ax=ax, label="fraction of the true class")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
     try:
-        fig.savefig(path, format="png", dpi=100)
-    except OSError as e:
-        raise UsageError("cannot write the plot", where=f"--plot {path}", found=str(e), hint="choose a writable .png path") from None
+        atomic_write(Path(path), lambda f: f.write(buf.getvalue()))
+    except ArchError as err:  # the writer says why, by errno; the place to change is the flag
+        raise UsageError(f"cannot write the plot: {err.what}", where=f"--plot {printable(path)}", found=err.found,
+                         hint="choose a writable .png path") from None
 
 
-def print_report(result: dict[str, Any]) -> None:
-    """The result as a headline and a per-class table on the terminal."""
+def check_plot_path(plot: Path, inputs: list[Path]) -> None:
+    """Refuse a --plot path that is not a .png, or that is one of the command's inputs."""
+    if plot.suffix.lower() != ".png":
+        raise UsageError("the confusion matrix is written as a PNG", where=f"--plot {printable(plot)}",
+                         expected="a path ending in .png", found=printable(plot.name),
+                         hint=f"e.g. --plot {printable(plot.with_suffix('.png').name)}")
+    refuse_overwrite(plot, inputs, "--plot")
+
+
+def print_report(result: dict[str, Any], plot: Path | None = None) -> None:
+    """The result as a headline, a per-class table and the confusion matrix on the terminal."""
     from rich.console import Console
     from rich.table import Column, Table
 
+    names = [markup(n, 24) for n in result["per_class"]]
     table = Table("class", Column("accuracy", justify="right"), Column("images", justify="right"))
-    for i, (name, acc) in enumerate(result["per_class"].items()):
+    for i, (name, acc) in enumerate(zip(names, result["per_class"].values())):
         table.add_row(name, "-" if acc is None else f"{acc:.2%}", str(sum(result["confusion"][i])))
+    # Columns numbered like the rows, so ten classes fit 80 columns
+    matrix = Table(title="confusion matrix (rows: true class, columns: predicted)", title_justify="left")
+    matrix.add_column("true")
+    for i in range(len(names)):
+        matrix.add_column(str(i), justify="right")
+    for i, (name, row) in enumerate(zip(names, result["confusion"])):
+        matrix.add_row(f"{i} {name}", *map(str, row))
     console = Console()
-    console.print(f"{result['checkpoint']} (epoch {result['epoch']}): accuracy {result['accuracy']:.2%} "
-                  f"on {result['n']} test images", highlight=False)
+    console.print(f"{markup(result['checkpoint'])} (epoch {markup(result['epoch'])}): accuracy {result['accuracy']:.2%} "
+                  f"on {result['n']} test images", highlight=False, soft_wrap=True)
     console.print(table)
+    console.print(matrix)
+    if plot:
+        console.print(f"confusion matrix plot: {markup(plot)}", highlight=False, soft_wrap=True)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -16,11 +16,20 @@ CHECK_EVERY = 20  # steps between loss checks: each costs a device sync, and a N
 EVAL_BATCH = 500  # images per evaluation forward pass
 
 
-def train_epoch(s: Session, epoch: int, show: Callable[[int, float, float], None]) -> dict[str, float]:
+class Progress(Protocol):
+    """Where the loop reports during an epoch (runtime.display): asked at every step, it says at which
+    steps it shows something, so the loop syncs the device for it only then."""
+
+    def wants(self, step: int) -> bool: ...
+
+    def show(self, step: int, loss: float, acc: float) -> None: ...
+
+
+def train_epoch(s: Session, epoch: int, progress: Progress) -> dict[str, float]:
     """One pass over a fresh permutation; each rank trains on its slice of every global batch.
 
-    ``show(step, mean_loss, train_acc)`` is called at every loss check. Raises DivergedError at the
-    first non-finite loss, naming the epoch and step.
+    Loss and accuracy accumulate on the device; the host reads them only at a loss check or when
+    ``progress`` shows them. Raises DivergedError at the first non-finite loss, naming the epoch and step.
     """
     s.net.train()
     batch = s.cfg.batch_size
@@ -44,10 +53,13 @@ def train_epoch(s: Session, epoch: int, show: Callable[[int, float, float], None
         s.schedule.step()
         losses[step] = loss.detach()
         correct += (out.argmax(1) == y).sum()
-        if (step + 1) % CHECK_EVERY == 0 or step + 1 == s.steps:
-            _check_finite(s, losses, checked, step + 1, epoch)
-            checked = step + 1
-            show(checked, losses[:checked].mean().item(), correct.item() / (checked * local))
+        done = step + 1
+        if done % CHECK_EVERY == 0 or done == s.steps:  # at the same steps on every rank: a collective
+            _check_finite(s, losses, checked, done, epoch)
+            checked = done
+        if progress.wants(done):  # rank 0's own figures, read in one sync
+            loss_sum, hits = torch.stack([losses[:done].sum(), correct.float()]).tolist()
+            progress.show(done, loss_sum / done, hits / (done * local))
     if s.device.type == "cuda":
         torch.cuda.synchronize(s.device)
     seconds = time.perf_counter() - start
@@ -73,19 +85,25 @@ def _check_finite(s: Session, losses: torch.Tensor, lo: int, hi: int, epoch: int
 
 @torch.no_grad()
 def predict(model: nn.Module, images: torch.Tensor, bf16: bool) -> torch.Tensor:
-    """Predicted class of every uint8 image, in eval mode, EVAL_BATCH images per forward pass."""
+    """The logits of every uint8 image (float32), in eval mode, EVAL_BATCH images per forward pass."""
     model.eval()
-    preds = [torch.zeros(0, dtype=torch.int64, device=images.device)]
+    logits = []
     for i in range(0, len(images), EVAL_BATCH):
         x = normalize(images[i:i + EVAL_BATCH].contiguous(memory_format=torch.channels_last))
         with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=bf16):
-            preds.append(model(x).argmax(1))
-    return torch.cat(preds)
+            logits.append(model(x).float())
+    return torch.cat(logits) if logits else torch.zeros(0, 0, device=images.device)
 
 
-def heldout_accuracy(s: Session) -> float:
-    """Test-set accuracy (fraction); each rank scores a contiguous share and the counts are summed."""
-    n = len(s.data.test_y)
+def heldout(s: Session, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy) on held-out images; each rank scores a contiguous share, and
+    the sums are added up across ranks in one collective."""
+    n = len(labels)
     lo, hi = n * s.rank // s.world, n * (s.rank + 1) // s.world
-    hits = (predict(s.fast, s.data.test_x[lo:hi], s.bf16) == s.data.test_y[lo:hi]).sum()
-    return distributed.all_sum(hits).item() / n
+    logits, y = predict(s.fast, images[lo:hi], s.bf16), labels[lo:hi]
+    sums = torch.zeros(2, dtype=torch.float64, device=s.device)
+    if len(y):
+        sums += torch.stack([(logits.argmax(1) == y).sum().double(),
+                             nn.functional.cross_entropy(logits, y, reduction="sum").double()])
+    hits, loss = distributed.all_sum(sums).tolist()
+    return hits / n, loss / n

@@ -1,20 +1,25 @@
-"""What a run shows and writes: the per-epoch progress display, metrics.jsonl, curves.png, JSON files.
+"""What a run writes besides checkpoints: metrics.jsonl, curves.png, JSON files, TensorBoard events.
 
-Every file is replaced atomically, so a run killed at any moment leaves readable files behind.
+Every file is replaced atomically, so a run killed at any moment leaves readable files behind. The
+TensorBoard event files are the exception, append-only by design (see ``Board``).
 """
 from __future__ import annotations
 
-import contextlib
 import io
 import json
-import sys
+import os
+import socket
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
+from archc.dsl.errors import CheckpointError
+from archc.dsl.text import printable
 from archc.runtime.atomic import atomic_write
+
+FIX = "free space on that disk, or make the folder writable"
+SCALARS = {"loss": "loss/train", "val_loss": "loss/val", "train_acc": "accuracy/train", "val_acc": "accuracy/val",
+           "lr": "lr", "images_per_s": "images_per_s"}  # metrics.jsonl key -> TensorBoard tag
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -26,62 +31,83 @@ def write_metrics(path: Path, history: list[dict[str, Any]]) -> None:
     atomic_write(path, lambda f: f.write("".join(json.dumps(r) + "\n" for r in history).encode()))
 
 
-def plot_curves(path: Path, history: list[dict[str, Any]]) -> None:
-    """curves.png: training loss, and train/test accuracy, per epoch."""
+def plot_curves(path: Path, history: list[dict[str, Any]], title: str, best_epoch: int,
+                test_acc: float | None = None) -> None:
+    """curves.png: train/val loss, train/val accuracy in %, and the learning rate per epoch, the epoch
+    best.pt holds marked on each; ``test_acc`` (of best.pt, measured once at the end) on the accuracy panel."""
     from matplotlib.figure import Figure  # the object API renders with Agg and leaves pyplot's backend alone
     from matplotlib.ticker import MaxNLocator
 
-    fig = Figure(figsize=(10, 4), layout="constrained")
-    loss_ax, acc_ax = fig.subplots(1, 2)
+    fig = Figure(figsize=(13, 4), layout="constrained")
+    loss_ax, acc_ax, lr_ax = fig.subplots(1, 3)
     epochs = [r["epoch"] for r in history]
-    loss_ax.plot(epochs, [r["loss"] for r in history], marker=".")
-    loss_ax.set(title="training loss", xlabel="epoch", ylabel="cross-entropy")
-    acc_ax.plot(epochs, [r["train_acc"] for r in history], marker=".", label="train")
-    tested = [r for r in history if r["test_acc"] is not None]
-    acc_ax.plot([r["epoch"] for r in tested], [r["test_acc"] for r in tested], marker=".", label="test")
-    acc_ax.set(title="accuracy", xlabel="epoch", ylabel="fraction correct")
-    acc_ax.legend()
-    for ax in (loss_ax, acc_ax):
+    validated = [r for r in history if r["val_acc"] is not None]
+    loss_ax.plot(epochs, [r["loss"] for r in history], marker=".", label="train (with label smoothing)")
+    loss_ax.plot([r["epoch"] for r in validated], [r["val_loss"] for r in validated], marker=".", label="val")
+    loss_ax.set(title="loss", xlabel="epoch", ylabel="cross-entropy")
+    acc_ax.plot(epochs, [100 * r["train_acc"] for r in history], marker=".", label="train")
+    acc_ax.plot([r["epoch"] for r in validated], [100 * r["val_acc"] for r in validated], marker=".", label="val")
+    if test_acc is not None:
+        acc_ax.plot([best_epoch], [100 * test_acc], marker="*", markersize=12, linestyle="none",
+                    label=f"test of best.pt: {test_acc:.2%}")
+    acc_ax.set(title="accuracy", xlabel="epoch", ylabel="% correct")
+    lr_ax.plot(epochs, [r["lr"] for r in history], marker=".")
+    lr_ax.set(title="learning rate (at the end of each epoch)", xlabel="epoch", ylabel="lr")
+    for ax in (loss_ax, acc_ax, lr_ax):
+        if best_epoch:
+            ax.axvline(best_epoch, color="grey", linestyle="--", linewidth=1, label=f"best.pt (epoch {best_epoch})")
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    loss_ax.legend(fontsize=8)
+    acc_ax.legend(fontsize=8)
+    fig.suptitle(printable(title, 150))
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     atomic_write(path, lambda f: f.write(buf.getvalue()))
 
 
-def format_epoch(rec: dict[str, Any], epochs: int) -> str:
-    test = f"{rec['test_acc']:6.2%}" if rec["test_acc"] is not None else "     -"
-    return (f"epoch {rec['epoch']:>{len(str(epochs))}}/{epochs}  loss {rec['loss']:.4f}  train {rec['train_acc']:6.2%}  "
-            f"test {test}  lr {rec['lr']:.2e}  {rec['images_per_s']:,.0f} img/s  {rec['seconds']:.1f}s")
+class Board:
+    """TensorBoard scalars in the run folder itself, so ``tensorboard --logdir runs`` lists every run.
 
+    Each process that starts or resumes the run writes its own event file, appending one epoch's
+    records at a time and closing it in between: no file stays open (a folder can be remounted, a
+    disk unplugged between epochs), and a record cut off by a kill ends a file nothing appends to
+    again. The first records purge whatever an earlier, killed process logged after its last
+    checkpoint (TensorBoard drops earlier events at or past that step), so each epoch shows once.
+    """
 
-class Display:
-    """A live bar per epoch on a terminal, else nothing until the epoch's one plain line; silent off rank 0."""
-
-    def __init__(self, enabled: bool, quiet: bool, epochs: int, steps: int, batch: int):
-        self.enabled, self.epochs, self.steps, self.batch = enabled, epochs, steps, batch
-        self.live = enabled and not quiet and sys.stdout.isatty()
-
-    @contextlib.contextmanager
-    def epoch(self, epoch: int) -> Iterator[Callable[[int, float, float], None]]:
-        if not self.live:
-            yield lambda step, loss, acc: None
+    def __init__(self, out: Path, first_epoch: int, note: Callable[[str], None]):
+        try:  # deferred: only a run needs it
+            from tensorboard.compat.proto.event_pb2 import Event, SessionLog
+            from tensorboard.compat.proto.summary_pb2 import Summary
+            from tensorboard.summary.writer.record_writer import RecordWriter
+        except ImportError:  # a dependency, but an older environment may lack it: train on without the log
+            note("TensorBoard log off: the tensorboard package is missing (pip install tensorboard)")
+            self.path = None
             return
-        columns = (TextColumn(f"epoch {epoch}/{self.epochs}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[stats]}"), TimeElapsedColumn())
-        with Progress(*columns, transient=True) as bar:
-            task, start = bar.add_task("", total=self.steps, stats=""), time.perf_counter()
+        self.Event, self.Summary, self.RecordWriter = Event, Summary, RecordWriter
+        self.path = out / f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}.archc"
+        self._append([Event(wall_time=time.time(), file_version="brain.Event:2"),
+                      Event(wall_time=time.time(), step=first_epoch, session_log=SessionLog(status=SessionLog.START))])
 
-            def show(step: int, loss: float, acc: float) -> None:
-                rate = step * self.batch / max(time.perf_counter() - start, 1e-9)
-                bar.update(task, completed=step, stats=f"loss {loss:.4f}  acc {acc:6.2%}  {rate:,.0f} img/s")
+    def epoch(self, rec: dict[str, Any]) -> None:
+        self.scalars(rec["epoch"], {tag: rec[key] for key, tag in SCALARS.items() if rec.get(key) is not None})
 
-            yield show
+    def scalars(self, step: int, values: dict[str, float]) -> None:
+        if self.path is not None:
+            summary = self.Summary(value=[self.Summary.Value(tag=t, simple_value=v) for t, v in values.items()])
+            self._append([self.Event(wall_time=time.time(), step=step, summary=summary)])
 
-    def line(self, rec: dict[str, Any]) -> None:
-        if self.enabled:
-            print(format_epoch(rec, self.epochs), flush=True)
-
-    def note(self, text: str) -> None:
-        if self.enabled:
-            print(text, file=sys.stderr, flush=True)
+    def _append(self, events: list) -> None:
+        try:
+            with open(self.path, "ab") as f:
+                writer = self.RecordWriter(f)
+                for event in events:
+                    writer.write(event.SerializeToString())
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:
+            err = CheckpointError(f"could not write the TensorBoard log: {e.strerror or e}", where=str(self.path),
+                                  found=f"{type(e).__name__}: {printable(e)}", hint=f"{FIX}, or write somewhere else")
+            err.fix = FIX  # what _save_epoch puts before its resume command
+            raise err from None

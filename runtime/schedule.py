@@ -31,15 +31,30 @@ def _cos(start: float, end: float, frac: float) -> float:
 
 
 def lr_factor(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
-    """Multiplier of the peak lr at each optimizer step (0-based)."""
-    total = cfg.epochs * steps_per_epoch
+    """Multiplier of the peak lr at each optimizer step (0-based), over every phase of the run.
+
+    A run has one phase unless it was extended (``cfg.restarts``): each phase runs the whole schedule
+    over its own epochs, as a fresh run of that length would.
+    """
+    bounds = [0, *cfg.restarts, cfg.epochs]
+    phases = [(a * steps_per_epoch, _phase(cfg, b - a, steps_per_epoch)) for a, b in zip(bounds, bounds[1:])]
+
+    def factor(s: int) -> float:
+        start, f = next(p for p in reversed(phases) if p[0] <= s)
+        return f(s - start)
+    return factor
+
+
+def _phase(cfg: TrainConfig, epochs: int, steps_per_epoch: int) -> Callable[[int], float]:
+    """The schedule of one phase of ``epochs`` epochs, by its own step number."""
+    total = epochs * steps_per_epoch
     if cfg.schedule == "onecycle":  # torch OneCycleLR's two phases, ending on steps peak and total - 1
         peak = max(1.0, ONECYCLE_WARMUP * total - 1)
         return lambda s: (_cos(ONECYCLE_START, 1.0, s / peak) if s <= peak
                           else _cos(1.0, ONECYCLE_END, min(1.0, (s - peak) / max(1.0, total - 1 - peak))))
     if cfg.schedule == "cosine":
         return lambda s: _cos(1.0, 0.0, min(1.0, s / total))
-    bounds = [round(m * steps_per_epoch) for m in cfg.milestone_epochs()]
+    bounds = [round(m * steps_per_epoch) for m in cfg.milestone_epochs(epochs)]
     return lambda s: MULTISTEP_GAMMA ** sum(s >= b for b in bounds)
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,10 @@ from archc.runtime import checkpoint, distributed, rng
 from archc.runtime.config import TrainConfig
 from archc.runtime.data import Cifar10, load_cifar10, resolve
 from archc.runtime.schedule import build_optimizer, build_schedule
+
+
+RESUME_HINT = ("resume with the .arch file and --set values the run was started with (RUN_DIR/config.json keeps "
+               "them, RUN_DIR/spec/ the files), or start a new run with another --out")
 
 
 @dataclass
@@ -27,7 +32,9 @@ class Session:
     optimizer: torch.optim.Optimizer
     schedule: torch.optim.lr_scheduler.LRScheduler
     generator: torch.Generator  # data order and augmentation: seeded alike on every rank
-    data: Cifar10
+    data: Cifar10  # its training part without the validation images
+    val_x: torch.Tensor  # the held-out validation images (uint8) and labels, chosen by cfg.seed
+    val_y: torch.Tensor
     device: torch.device
     bf16: bool
     rank: int
@@ -47,10 +54,11 @@ def create(cfg: TrainConfig, model: nn.Module, device: torch.device) -> Session:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed 32x32 shapes: the autotuned kernels pay off at once
     distributed.on_rank0(lambda: resolve(cfg.data), device, "fetch the data")  # one download, not one per rank
-    data = load_cifar10(cfg.data, device)
+    data, val_x, val_y = holdout(load_cifar10(cfg.data, device), cfg.val_split, cfg.seed)
     steps = len(data.train_y) // cfg.batch_size
     if steps == 0:
-        raise UsageError(f"batch {cfg.batch_size} is larger than the {len(data.train_y)} training images",
+        held = f" ({len(val_y)} more are held out by --val-split {cfg.val_split})" if len(val_y) else ""
+        raise UsageError(f"batch {cfg.batch_size} is larger than the {len(data.train_y)} training images{held}",
                          where="--batch-size", hint=f"use at most {len(data.train_y)}")
     model.to(device, memory_format=torch.channels_last)
     net = model
@@ -60,9 +68,23 @@ def create(cfg: TrainConfig, model: nn.Module, device: torch.device) -> Session:
         net = torch.compile(net)
     fast = net if world == 1 else model  # evaluation must not run DDP's collectives
     optimizer = build_optimizer(cfg, model)
-    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
     return Session(cfg, model, fast, net, optimizer, build_schedule(cfg, optimizer, steps),
-                   torch.Generator(device=device).manual_seed(cfg.seed), data, device, bf16, rank, world, steps)
+                   torch.Generator(device=device).manual_seed(cfg.seed), data, val_x, val_y, device,
+                   distributed.precision(cfg.precision, device) == "bf16", rank, world, steps)
+
+
+def holdout(data: Cifar10, fraction: float, seed: int) -> tuple[Cifar10, torch.Tensor, torch.Tensor]:
+    """Split ``fraction`` of the training images off as a validation set (45,000/5,000 on CIFAR-10 at 0.1).
+
+    Drawn by a CPU generator of its own, so the split depends on the seed alone: the same on every
+    rank and device, and unchanged by a resume; at least one image when ``fraction`` > 0.
+    """
+    n = len(data.train_y)
+    n_val = min(n, max(1, round(n * fraction))) if fraction > 0 else 0
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).to(data.train_x.device)
+    val, train = perm[:n_val].sort().values, perm[n_val:].sort().values
+    return (dataclasses.replace(data, train_x=data.train_x[train], train_y=data.train_y[train]),
+            data.train_x[val], data.train_y[val])
 
 
 def state(s: Session, epoch: int, history: list[dict], best: dict) -> dict[str, Any]:
@@ -76,10 +98,9 @@ def restore(s: Session) -> tuple[int, list[dict], dict]:
     """Load ``out/last.pt`` into the session; returns (finished epochs, metrics history, best so far)."""
     path = s.cfg.out / "last.pt"
     saved = checkpoint.load(path)
-    checkpoint.load_model_state(s.model, saved, path, hint="resume with the .arch file and --set values the run was "
-                                "started with (RUN_DIR/config.json keeps them), or start a new run with another --out")
+    checkpoint.load_model_state(s.model, saved, path, hint=RESUME_HINT)
     try:
-        epoch, history, best = saved["epoch"], saved["history"], saved["best"]
+        epoch, history, best, planned = saved["epoch"], saved["history"], saved["best"], saved["config"]["epochs"]
         if not (isinstance(epoch, int) and 0 <= epoch <= s.cfg.epochs and isinstance(history, list) and isinstance(best, dict)):
             raise ValueError(f"epoch {epoch!r} of {s.cfg.epochs}, history {type(history).__name__}, best {type(best).__name__}")
         s.optimizer.load_state_dict(saved["optimizer"])
@@ -93,4 +114,15 @@ def restore(s: Session) -> tuple[int, list[dict], dict]:
         found = f"no {e.args[0]!r} entry" if isinstance(e, KeyError) else f"{type(e).__name__}: {str(e)[:200]}"
         raise CheckpointError("the checkpoint's training state does not fit this run", where=str(path),
                               found=found, hint="start a new run with another --out") from None
+    if planned != s.cfg.epochs and epoch != planned:  # extending (config._extended) a run that has not finished
+        raise UsageError(f"the run stopped at epoch {epoch} of {planned}: finish it before extending it to {s.cfg.epochs}",
+                         where="--epochs", hint=f"resume without --epochs first, then with --epochs {s.cfg.epochs}")
+    _set_lr(s)
     return epoch, history, best
+
+
+def _set_lr(s: Session) -> None:
+    """The lr of the next step, from the schedule rebuilt for this config: after an extension the saved
+    value belongs to the old schedule's end; otherwise this is the very value the schedule set."""
+    for group, base, factor in zip(s.optimizer.param_groups, s.schedule.base_lrs, s.schedule.lr_lambdas):
+        group["lr"] = base * factor(s.schedule.last_epoch)

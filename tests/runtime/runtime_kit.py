@@ -36,6 +36,28 @@ class TinyNet(nn.Module):
         return self.head(self.features(x))
 
 
+def make_state(out: Path, epoch: int = 0, model: nn.Module | None = None, **config) -> dict:
+    """What ``runtime/session.py: state`` stores after ``epoch`` epochs of SGD with a one-cycle-style
+    LambdaLR, built without a training run: TinyNet (or ``model``), one optimizer step for momentum buffers."""
+    from archc.runtime import rng
+    from archc.runtime.config import TrainConfig
+
+    model = model or TinyNet()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 / (step + 1))
+    for p in model.parameters():  # any gradient gives SGD its momentum buffers
+        p.grad = torch.ones_like(p)
+    optimizer.step()
+    schedule.step()
+    history = [{"epoch": e, "loss": 2.0 / e, "train_acc": 0.1 * e, "val_acc": 0.1 * e if e % 2 else None,
+                "val_loss": 1.0 / e if e % 2 else None, "lr": 0.1, "images_per_s": 500.0, "seconds": 1.5}
+               for e in range(1, epoch + 1)]
+    return {"epoch": epoch, "config": TrainConfig(out=out, **config).model_dump(mode="json"),
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+            "rng": rng.capture(), "data_generator": torch.Generator().get_state(), "history": history,
+            "best": {"val_acc": 0.1 if epoch else None, "epoch": min(epoch, 1)}}
+
+
 def write_slice(dst: Path, n_train: int, n_test: int, parts: int = 2) -> Path:
     """A cifar-10-batches-py folder with the first images of the bundled sample, split into ``parts`` batches."""
     folder = dst / "cifar-10-batches-py"
@@ -95,7 +117,7 @@ def archc(args: list, wait: bool = True, prefix: list | None = None, **popen) ->
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
     cmd = [*(prefix or []), sys.executable, "-m", "archc", *map(str, args)]
     if wait:
-        return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=180, **popen)
+        return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900, **popen)
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
 
 

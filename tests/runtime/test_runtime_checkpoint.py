@@ -16,14 +16,14 @@ import torch
 
 from archc.dsl.errors import CheckpointError
 from archc.runtime import atomic, checkpoint, rng
-from runtime_kit import REPO, TinyNet
+from runtime_kit import REPO, TinyNet, make_state
 
 
 def test_roundtrip_leaves_no_temporary_files(tmp_path):
     model = TinyNet()
-    checkpoint.save(tmp_path / "last.pt", {"epoch": 3, "model": model.state_dict(), "rng": rng.capture()})
+    checkpoint.save(tmp_path / "last.pt", make_state(tmp_path, 3, model))
     state = checkpoint.load(tmp_path / "last.pt")
-    assert state["epoch"] == 3
+    assert state["epoch"] == 3 and [r["epoch"] for r in state["history"]] == [1, 2, 3]
     assert all(torch.equal(state["model"][k], v) for k, v in model.state_dict().items())
     assert os.listdir(tmp_path) == ["last.pt"]
 
@@ -32,22 +32,25 @@ def test_file_size_limit_keeps_the_previous_checkpoint(tmp_path):
     """A write that hits RLIMIT_FSIZE (as a full disk would) fails cleanly; the old file survives."""
     script = textwrap.dedent(f"""
         import resource, signal, sys, torch
-        sys.path.insert(0, {str(REPO)!r})
+        sys.path.insert(0, {str(REPO / 'tests' / 'runtime')!r})
         from archc.runtime import checkpoint
         from archc.dsl.errors import CheckpointError
-        checkpoint.save({str(tmp_path / 'last.pt')!r}, {{"epoch": 1, "w": torch.ones(10)}})
+        from runtime_kit import TinyNet, make_state
+        checkpoint.save({str(tmp_path / 'last.pt')!r}, make_state({str(tmp_path)!r}, 1))
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG instead of being killed
         resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+        big = TinyNet()
+        big.head = torch.nn.Linear(16, 100_000)
         try:
-            checkpoint.save({str(tmp_path / 'last.pt')!r}, {{"epoch": 2, "w": torch.ones(1_000_000)}})
+            checkpoint.save({str(tmp_path / 'last.pt')!r}, make_state({str(tmp_path)!r}, 2, big))
         except CheckpointError as e:
             print(e)
     """)
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     assert str(tmp_path / "last.pt") in out.stdout and "file too large" in out.stdout and "EFBIG" in out.stdout
     state = checkpoint.load(tmp_path / "last.pt")
-    assert state["epoch"] == 1 and torch.equal(state["w"], torch.ones(10))
+    assert state["epoch"] == 1 and state["model"]["head.weight"].shape == (10, 16)
     assert os.listdir(tmp_path) == ["last.pt"]
 
 
@@ -59,7 +62,7 @@ def test_unwritable_folder_is_a_checkpoint_error(tmp_path):
         (tmp_path / "ro").chmod(0o555)
         target = tmp_path / "ro" / "last.pt"
     with pytest.raises(CheckpointError) as e:
-        checkpoint.save(target, {"epoch": 1})
+        checkpoint.save(target, make_state(tmp_path))
     assert str(target) in str(e.value)
 
 
@@ -85,7 +88,7 @@ def test_pickled_payload_is_refused_and_never_runs(tmp_path, legacy):
 
 def test_truncated_checkpoint(tmp_path):
     path = tmp_path / "last.pt"
-    checkpoint.save(path, {"model": TinyNet().state_dict()})
+    checkpoint.save(path, make_state(tmp_path))
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(CheckpointError) as e:
         checkpoint.load(path)
@@ -112,15 +115,16 @@ def test_missing_checkpoint(tmp_path):
 
 def test_state_of_another_architecture(tmp_path):
     path = tmp_path / "last.pt"
-    checkpoint.save(path, {"model": TinyNet().state_dict()})
+    checkpoint.save(path, make_state(tmp_path))
     with pytest.raises(CheckpointError, match="does not fit"):
         checkpoint.load_model_state(torch.nn.Linear(3, 4), checkpoint.load(path), path)
 
 
 def test_rng_states_survive_a_weights_only_roundtrip(tmp_path):
+    state = make_state(tmp_path)
     rng.seed_everything(11)
     random.random(), np.random.rand(), torch.rand(1)
-    checkpoint.save(tmp_path / "s.pt", {"rng": rng.capture()})
+    checkpoint.save(tmp_path / "s.pt", state | {"rng": rng.capture()})
     expected = (random.random(), np.random.rand(), torch.rand(1))
     rng.seed_everything(99)
     rng.restore(checkpoint.load(tmp_path / "s.pt")["rng"])
@@ -138,7 +142,7 @@ def test_rng_states_survive_a_weights_only_roundtrip(tmp_path):
 def test_failed_write_says_why_and_how_to_fix_and_keeps_the_old_file(tmp_path, monkeypatch, code, why, fix):
     """The OSError surfaces at fsync here (as ENOSPC does on some file systems); the real ones: test_runtime_faults."""
     path = tmp_path / "last.pt"
-    checkpoint.save(path, {"epoch": 1})
+    checkpoint.save(path, make_state(tmp_path, 1))
     before = path.read_bytes()
 
     def fail(fd):
@@ -146,7 +150,7 @@ def test_failed_write_says_why_and_how_to_fix_and_keeps_the_old_file(tmp_path, m
 
     monkeypatch.setattr(os, "fsync", fail)
     with pytest.raises(CheckpointError) as e:
-        checkpoint.save(path, {"epoch": 2})
+        checkpoint.save(path, make_state(tmp_path, 2))
     message = str(e.value)
     assert message.startswith(f"{path}: checkpoint error: could not write last.pt: {why}")
     assert "; the previous last.pt is kept unchanged" in message.splitlines()[0]
@@ -159,10 +163,11 @@ def test_folder_turning_read_only_during_a_write_is_still_a_checkpoint_error(tmp
     def refuse(*args, **kwargs):
         raise OSError(errno.EROFS, os.strerror(errno.EROFS))
 
+    state = make_state(tmp_path)
     monkeypatch.setattr(os, "replace", refuse)
     monkeypatch.setattr(Path, "unlink", refuse)
     with pytest.raises(CheckpointError, match="read-only file system"):
-        checkpoint.save(tmp_path / "last.pt", {"epoch": 1})
+        checkpoint.save(tmp_path / "last.pt", state)
 
 
 def test_remove_temporaries_takes_only_what_atomic_write_left_for_the_named_files(tmp_path):
@@ -187,7 +192,7 @@ def test_random_bytes_are_damaged_files_not_code(tmp_path):
 
 def test_load_model_state_names_the_first_difference(tmp_path):
     path = tmp_path / "last.pt"
-    checkpoint.save(path, {"model": TinyNet().state_dict(), "config": {"arch": "tiny.arch", "params": {"width": 4}}})
+    checkpoint.save(path, make_state(tmp_path, arch="tiny.arch", params={"width": 4}))
     wider = TinyNet()
     wider.head = torch.nn.Linear(16, 100)
     with pytest.raises(CheckpointError) as e:

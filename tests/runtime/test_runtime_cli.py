@@ -22,7 +22,7 @@ def test_train_then_eval(tmp_path, capsys):
     assert summary["arch"] == "resnet20" and summary["macs"] > 0 and summary["params"] > 50_000
     capsys.readouterr()
     assert main(["eval", ARCH, "--checkpoint", str(out / "best.pt"), "--data", str(data), "--json", "--device", "cpu"]) == 0
-    assert json.loads(capsys.readouterr().out)["accuracy"] == pytest.approx(summary["final_test_acc"])
+    assert json.loads(capsys.readouterr().out)["accuracy"] == pytest.approx(summary["test_acc"])
 
 
 def test_resume_with_another_lr_is_a_usage_error(tmp_path, capsys):

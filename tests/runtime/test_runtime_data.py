@@ -71,9 +71,9 @@ def test_truncated_batch_names_the_file(tiny_data):
 
 @pytest.mark.parametrize("payload, found", [
     ([1, 2, 3], "list"),
-    ({"data": np.zeros((4, 100), np.uint8), "labels": [0, 1, 2, 3]}, "(4, 100)"),
-    ({"data": np.zeros((2, 3072), np.uint8), "labels": [0, 1, 2]}, "3 labels"),
-    ({"data": np.zeros((2, 3072), np.uint8), "labels": [0, 12]}, "labels from 0 to 12"),
+    ({"data": np.zeros((4, 100), np.uint8), "labels": [0, 1, 2, 3]}, "data: a ndarray 4×100 uint8"),
+    ({"data": np.zeros((2, 3072), np.uint8), "labels": [0, 1, 2]}, "3 labels for 2 images"),
+    ({"data": np.zeros((2, 3072), np.uint8), "labels": [0, 12]}, "label of image 1: the int 12"),
 ])
 def test_wrong_format_names_the_file(tiny_data, payload, found):
     path = tiny_data / "cifar-10-batches-py" / "test_batch"

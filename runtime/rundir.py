@@ -1,0 +1,129 @@
+"""The run folder: which folders a new run may use, what it keeps about how it was made, and whether
+an earlier run in it has finished.
+
+A new run takes a folder that does not exist or is empty. Anything else is refused unless the user
+says what to do with it: ``--resume`` continues the archc run in it, ``--force`` deletes that run's
+files (and only those) and starts over. So re-running a command never wipes a finished run's best.pt.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from archc import __version__
+from archc.dsl.errors import UsageError
+from archc.dsl.files import FileRefused, read_regular
+from archc.dsl.text import printable
+from archc.runtime.atomic import atomic_write
+
+FILES = ("config.json", "run.json", "last.pt", "best.pt", "metrics.jsonl", "curves.png", "summary.json")
+SPEC = "spec"  # folder of the copied .arch files
+EVENTS = "events.out.tfevents.*"  # TensorBoard's event files
+SUMMARY_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class SpecFacts:
+    """What the run folder keeps about the net, from the checked graph (picklable, for spawned ranks)."""
+
+    arch: str  # the arch's name
+    path: str  # the .arch file as given
+    macs: int  # per image
+    graph_hash: str
+    files: tuple[tuple[str, bytes], ...]  # (path under RUN/spec/, content): the file and what it imports
+
+
+def spec_facts(comp, path: str) -> SpecFacts:
+    """The facts of a compiled spec; imported files keep their place relative to the main file's folder."""
+    from archc.compiler.graphhash import graph_hash
+    from archc.dsl.loader import MAX_FILE_BYTES
+
+    root = Path(os.path.realpath(path)).parent
+    files = []
+    for name in comp.program.files:
+        real = Path(os.path.realpath(name))
+        rel = real.relative_to(root) if real.is_relative_to(root) else Path(real.name)
+        files.append((rel.as_posix(), read_regular(real, MAX_FILE_BYTES)))
+    g = comp.graph
+    return SpecFacts(g.name, str(path), g.totals().macs, graph_hash(g), tuple(files))
+
+
+def check_new(out: Path, force: bool) -> None:
+    """Refuse ``out`` for a new run unless it is absent or empty, or ``--force`` is given for a folder."""
+    where = f"--out {printable(out)}"
+    if out.exists() and not out.is_dir():
+        raise UsageError("the run folder is not a folder", where=where, found="an existing file or device",
+                         hint="choose another --out, or leave it out for a new runs/<arch>-<time> folder")
+    try:
+        entries = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    except OSError as e:
+        raise UsageError("cannot read the run folder", where=where, found=e.strerror or str(e),
+                         hint="choose another --out") from None
+    if entries and not force:
+        raise UsageError("the run folder is not empty", where=where, found=_describe(out, entries),
+                         hint="--resume continues the run in it, --force deletes its run files and starts over, "
+                              "or choose another --out (leave it out for a new runs/<arch>-<time> folder)")
+
+
+def claim(out: Path, force: bool) -> None:
+    """Make ``out`` ready for a new run: create it, or accept it empty, or (``--force``) clear its run files."""
+    check_new(out, force)
+    where = f"--out {printable(out)}"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name in FILES:
+            if (out / name).exists():
+                (out / name).unlink()
+        for events in out.glob(EVENTS):
+            events.unlink()
+        if (out / SPEC).is_dir():
+            shutil.rmtree(out / SPEC)
+    except OSError as e:  # e.g. a read-only folder holding an earlier run
+        raise UsageError("cannot prepare the run folder", where=where,
+                         found=f"{printable(e.filename or out)}: {e.strerror or e}",
+                         hint="make it writable, or choose another --out") from None
+
+
+def _describe(out: Path, entries: list[str]) -> str:
+    shown = ", ".join(printable(e, 40) for e in entries[:6]) + (f", ... ({len(entries)} entries)" if len(entries) > 6 else "")
+    if "config.json" not in entries:
+        return shown
+    summary = finished(out)
+    state = f"a finished archc run (best.pt: epoch {summary.get('best_epoch')})" if summary else "an unfinished archc run"
+    return f"{state}: {shown}"
+
+
+def keep(out: Path, facts: SpecFacts | None, about: dict[str, Any]) -> None:
+    """RUN/spec/ (the .arch files as trained) and RUN/run.json (archc version, graph hash, device)."""
+    if facts is not None:
+        for rel, content in facts.files:
+            target = out / SPEC / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(target, lambda f, c=content: f.write(c))
+    spec = {"arch": facts.arch, "spec": facts.path, "copy": f"{SPEC}/{facts.files[0][0]}",
+            "graph_hash": facts.graph_hash} if facts else {"arch": None}
+    run = {"archc": __version__, **spec, **about, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    atomic_write(out / "run.json", lambda f: f.write((json.dumps(run, indent=2) + "\n").encode()))
+
+
+def started_from(out: Path) -> dict[str, Any]:
+    """RUN/run.json, or {} for a run folder without one."""
+    with contextlib.suppress(OSError, ValueError, RecursionError, FileRefused):
+        about = json.loads(read_regular(out / "run.json", SUMMARY_BYTES))
+        return about if isinstance(about, dict) else {}
+    return {}
+
+
+def finished(out: Path, epochs: int | None = None) -> dict[str, Any] | None:
+    """The summary of a run that finished (all ``epochs`` of them, when given), else None."""
+    with contextlib.suppress(OSError, ValueError, RecursionError, FileRefused):
+        summary = json.loads(read_regular(out / "summary.json", SUMMARY_BYTES))
+        if isinstance(summary, dict) and (epochs is None or summary.get("epochs") == epochs):
+            return summary
+    return None

@@ -1,0 +1,162 @@
+"""Run hostile cases through the ``archc`` command line and classify what happened (see README.md).
+
+A case is data (``Case``); running it gives an ``Outcome`` whose ``verdict`` is one of VERDICTS.
+``run_process`` runs ``python -m archc`` in a fresh interpreter (the real thing); ``run_inprocess``
+calls ``archc.runtime.cli.main`` in this process (fast enough for the default test suite; a hang is
+cut short by SIGALRM, an exception escaping ``main`` is what a user would see as a traceback).
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import re
+import signal
+import stat
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping
+
+REPO = Path(__file__).resolve().parents[2]
+VERDICTS = ("handled", "traceback", "hang", "code ran", "files lost", "unlocated")
+# The first line of every ArchError: PLACE: PHASE: what (PLACE a path, file:line:col or a flag); or
+# click's own refusal of a parameter (a missing file, a directory), which names the parameter.
+LOCATED = re.compile(r"^((?!archc: )[^\n]+?: [a-z][a-z ]*(error|exceeded|diverged|graph): \S"
+                     r"|Error: Invalid value for '(--[a-z-]+|[A-Z_]+)')", re.M)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One hostile input. ``{tmp}`` in ``argv``, ``env`` values and ``marker`` is the case's own folder."""
+
+    name: str  # unique: "class/variant/..."
+    klass: str  # the class of issue 14 it belongs to
+    argv: tuple[str, ...]  # archc's arguments (without "archc")
+    setup: Callable[[Path], None]  # creates the hostile files under tmp (FIFOs too)
+    env: Mapping[str, str] = field(default_factory=dict)  # extra environment variables
+    marker: str = "{tmp}/PWNED"  # what the input tries to create: must not exist afterwards
+    protect: tuple[str, ...] = ()  # paths outside tmp that must keep their file type (e.g. /dev/full)
+    timeout: float = 300  # seconds before the run counts as a hang (10x what a loaded machine needs)
+    slow: bool = False  # seconds of work each (multi-megabyte files): run by the slow target only
+
+
+@dataclass(frozen=True)
+class Outcome:
+    case: Case
+    verdict: str
+    code: int | None
+    stderr: str
+    seconds: float
+
+
+def fill(text: str, tmp: Path) -> str:
+    return text.replace("{tmp}", str(tmp))
+
+
+def snapshot(roots: list[Path]) -> dict[str, tuple]:
+    """(type, content hash) of every entry under ``roots`` (FIFOs and devices by type only, never opened)."""
+    seen = {}
+    for root in roots:
+        for path in [root, *root.rglob("*")] if root.is_dir() and not root.is_symlink() else [root]:
+            try:
+                st = path.lstat()
+            except OSError:
+                continue
+            digest = None
+            if stat.S_ISREG(st.st_mode) and st.st_size <= 64 << 20:
+                digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            seen[str(path)] = (stat.S_IFMT(st.st_mode), digest)
+    return seen
+
+
+def classify(case: Case, tmp: Path, before: dict, code: int | None, stderr: str, hung: bool) -> str:
+    if Path(fill(case.marker, tmp)).exists():
+        return "code ran"
+    if hung:
+        return "hang"
+    if "Traceback" in stderr:
+        return "traceback"
+    after = snapshot([tmp, *map(Path, case.protect)])
+    if any(after.get(path) != kind for path, kind in before.items()):
+        return "files lost"
+    return "handled" if code == 2 and LOCATED.search(stderr) else "unlocated"
+
+
+def _prepare(case: Case, tmp: Path) -> dict:
+    tmp.mkdir(parents=True, exist_ok=True)
+    case.setup(tmp)
+    return snapshot([tmp, *map(Path, case.protect)])
+
+
+def run_process(case: Case, tmp: Path) -> Outcome:
+    """``python -m archc ARGV`` in a fresh interpreter, in its own process group (killed whole on a hang)."""
+    before = _prepare(case, tmp)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **{k: fill(v, tmp) for k, v in case.env.items()}}
+    start = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "archc", *(fill(a, tmp) for a in case.argv)], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _, err = proc.communicate(timeout=case.timeout)
+        hung = False
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        _, err = proc.communicate()
+        hung = True
+    verdict = classify(case, tmp, before, proc.returncode, err, hung)
+    return Outcome(case, verdict, proc.returncode, err, time.monotonic() - start)
+
+
+class _Hang(BaseException):
+    """Raised by SIGALRM: a BaseException, so no ``except Exception`` in the code under test swallows it."""
+
+
+def run_inprocess(case: Case, tmp: Path) -> Outcome:
+    """``archc.runtime.cli.main(ARGV)`` here; an exception escaping it counts as a traceback."""
+    from archc.runtime.cli import main
+
+    before = _prepare(case, tmp)
+    env = {k: fill(v, tmp) for k, v in case.env.items()}
+    saved = {k: os.environ.get(k) for k in env}
+    err, code, hung = io.StringIO(), None, False
+
+    def alarm(signum, frame):
+        raise _Hang()
+
+    previous = signal.signal(signal.SIGALRM, alarm)
+    signal.setitimer(signal.ITIMER_REAL, case.timeout)
+    start = time.monotonic()
+    try:
+        os.environ.update(env)
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            code = main([fill(a, tmp) for a in case.argv])
+    except _Hang:
+        hung = True
+    except Exception as e:  # noqa: BLE001 - exactly what the user would see as a traceback
+        err.write(f"Traceback (in-process): {type(e).__name__}: {e}\n")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    verdict = classify(case, tmp, before, code, err.getvalue(), hung)
+    return Outcome(case, verdict, code, err.getvalue(), time.monotonic() - start)
+
+
+def table(outcomes: list[Outcome]) -> str:
+    """Cases per class and how many ended in each verdict."""
+    classes: dict[str, dict[str, int]] = {}
+    for o in outcomes:
+        row = classes.setdefault(o.case.klass, dict.fromkeys(VERDICTS, 0))
+        row[o.verdict] += 1
+    width = max([len("class"), *map(len, classes)])
+    lines = [f"{'class':<{width}}  {'cases':>5}  " + "  ".join(f"{v:>10}" for v in VERDICTS)]
+    for klass, row in classes.items():
+        lines.append(f"{klass:<{width}}  {sum(row.values()):>5}  " + "  ".join(f"{row[v]:>10}" for v in VERDICTS))
+    return "\n".join(lines)
