@@ -1,16 +1,38 @@
-"""The architecture registry: every ``archs/*.arch`` file, by name (file name = arch name)."""
+"""The architecture registry: the specs in the folders of ``ARCHC_PATH`` and the bundled
+``archs/``, by name (file name = arch name); a name on an earlier folder hides a later one."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
-ARCHS = Path(__file__).resolve().parent.parent / "archs"
+from archc.dsl.loader import BUNDLED as ARCHS, search_path
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    path: Path
+    bundled: bool
 
 
 def names() -> list[str]:
+    """The bundled archs."""
     return sorted(p.stem for p in ARCHS.glob("*.arch"))
 
 
 def path(name: str) -> Path:
-    """The file of a registered arch; ``name`` may also be a path to any .arch file."""
+    """The file of a bundled arch; ``name`` may also be a path to any .arch file."""
     p = ARCHS / f"{name}.arch"
     return p if p.exists() else Path(name)
+
+
+def entries() -> list[Entry]:
+    """Every arch ``archc list`` shows: ARCHC_PATH's, then the bundled ones not hidden by them.
+
+    The working folder is left out: it is searched when resolving a name, but listing
+    whatever .arch files lie where the command happens to run would not be the registry."""
+    seen: dict[str, Entry] = {}
+    for folder in search_path()[1:]:
+        for p in sorted(folder.glob("*.arch")) if folder.is_dir() else ():
+            seen.setdefault(p.stem, Entry(p.stem, p, folder == ARCHS))
+    return sorted(seen.values(), key=lambda e: e.name)

@@ -24,18 +24,23 @@ class Row:
     act_bf16_bytes: int
 
 
+def scope_key(node_id: str, depth: int) -> str:
+    """The row a node belongs to: its first ``depth`` path segments ("" at depth 0: everything)."""
+    return ".".join(node_id.split(".")[:depth])
+
+
 def rows(g: Graph, depth: int = 2) -> list[Row]:
+    """One row per scope at ``depth``, in topological order of each scope's first node. Linear."""
     out: dict[str, Row] = {}
     for n in g.topo():
         node, cost = g.node(n), g.costs[n]
-        if node.op in ("input", "output"):
+        if node.spec.family == "io":
             continue
-        parts = n.split(".")
-        key = ".".join(parts[:depth])
+        key = scope_key(n, depth)
         row = out.get(key)
         if row is None:
             kind = node.op if key == n else _kind(node, key)
-            row = out[key] = Row(key, kind, 0, (), 0, 0, 0, 0, 0)
+            row = out[key] = Row(key or g.name, kind, 0, (), 0, 0, 0, 0, 0)
         row.nodes += 1
         row.output_shape = g.shapes[n]  # the last node in topological order is the scope's output
         row.params += cost.params
@@ -46,18 +51,24 @@ def rows(g: Graph, depth: int = 2) -> list[Row]:
     return list(out.values())
 
 
+def call_text(frame) -> str:
+    """A block instance as the spec calls it, in .arch values: ``dense_layer(k=32)``, ``stage(bn=true)``."""
+    from archc.compiler.evaluate import show
+    return f"{frame.name}(" + ", ".join(f"{k}={show(v)}" for k, v in frame.args) + ")"
+
+
 def _kind(node, key: str) -> str:
     for frame in node.blocks:
         if frame.path == key:
-            args = ", ".join(f"{k}={v}" for k, v in frame.args)
-            return f"{frame.name}({args})"
+            return call_text(frame)
     return "scope"
 
 
 def as_json(g: Graph, depth: int = 2) -> dict:
+    from archc.compiler.graphhash import graph_hash
     t = g.totals()
     return {
-        "name": g.name, "params": t.params, "macs": t.macs, "other_ops": t.other_ops,
+        "name": g.name, "graph_hash": graph_hash(g), "params": t.params, "macs": t.macs, "other_ops": t.other_ops,
         "activations_fp32_bytes": 4 * t.activations, "activations_bf16_bytes": 2 * t.activations,
         "input_shape": list(g.input_shape), "output_shape": list(g.shapes[g.output_id]),
         "nodes": len(g), "arch_params": {k: list(v) if isinstance(v, tuple) else v for k, v in g.params.items()},

@@ -5,12 +5,14 @@ ends the process with its exit code (2 for user errors), never a traceback.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import click
 
 from archc import __version__
 from archc.dsl.errors import ArchError
+from archc.dsl.text import printable
 
 # Commands that live in other modules, loaded only when invoked (they may import torch).
 LAZY = {
@@ -38,9 +40,13 @@ def cli():
     """archc: write a CNN architecture once as a .arch file; check, cost, render,
     compile and train it.
 
+    FILE is a path, or a name (resnet50, densenet121.arch) looked up in the working
+    folder, then the folders of $ARCHC_PATH (separated by ':'), then the registry
+    bundled with archc (`archc list`). Imports inside a spec search its own folder first.
+
     \b
     Example:
-      archc check archs/densenet121.arch --set growth=12
+      archc check densenet121 --set growth=12
     """
 
 
@@ -57,7 +63,52 @@ def spec_options(f):
     return f
 
 
-FILE = click.Path(exists=True, dir_okay=False, readable=True)
+class SpecFile(click.ParamType):
+    """A spec: a path, or a bare name (``resnet50``, ``densenet121.arch``) looked up in the
+    working folder, then the folders of $ARCHC_PATH, then the registry bundled with archc."""
+    name = "file"
+
+    def convert(self, value, param, ctx):
+        from archc.dsl.loader import resolve
+        try:
+            path = resolve(str(value))
+        except LookupError:
+            self.fail(_not_found(str(value)), param, ctx)
+        if not os.path.exists(path):
+            self.fail(f"{printable(value)!r} does not exist.", param, ctx)
+        if os.path.isdir(path):
+            self.fail(f"{printable(value)!r} is a directory.", param, ctx)
+        if not os.access(path, os.R_OK):
+            self.fail(f"{printable(value)!r} is not readable.", param, ctx)
+        return str(path)  # a FIFO or a device passes here: the loader refuses it with a located message
+
+
+def _not_found(name: str) -> str:
+    import difflib
+    from archc.compiler.registry import entries
+    from archc.dsl.loader import ARCHC_PATH
+    near = difflib.get_close_matches(name.removesuffix(".arch"), [e.name for e in entries()], n=3)
+    where = f"the working folder, ${ARCHC_PATH} ({os.environ.get(ARCHC_PATH) or 'unset'}) and the bundled registry"
+    return (f"no spec named {printable(name)!r} in {where}" + (f"; did you mean {' or '.join(near)}?" if near else "")
+            + " (`archc list` shows the names)")
+
+
+FILE = SpecFile()
+
+
+class ByteSize(click.ParamType):
+    """A memory size as train's --max-memory reads it: 8GB (decimal), 512MiB (binary), or bytes."""
+    name = "size"
+
+    def convert(self, value, param, ctx):
+        from archc.runtime.config import parse_size
+        size = parse_size(value)
+        if not isinstance(size, int) or size < 1:
+            self.fail(f"{printable(value)!r} is not a size (e.g. 8GB, 512MiB, or a number of bytes)", param, ctx)
+        return size
+
+
+BYTES = ByteSize()
 
 
 def parse_sets(sets) -> dict:
@@ -86,7 +137,7 @@ def check(file, sets, **limits):
 
     \b
     Example:
-      archc check archs/resnet50.arch
+      archc check resnet50
       -> resnet50: 189 nodes, 25,557,032 params, 4.089 GMACs, output 1000
     """
     g = compile_spec(file, sets, **limits).graph
@@ -97,7 +148,8 @@ def check(file, sets, **limits):
 
 @cli.command()
 @click.argument("file", type=FILE)
-@click.option("--depth", type=click.IntRange(1), default=2, show_default=True, help="Scope levels per row.")
+@click.option("--depth", type=click.IntRange(0), default=2, show_default=True,
+              help="Scope levels per row (0: the whole network in one row).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of a table.")
 @spec_options
 def summary(file, depth, as_json, sets, **limits):
@@ -105,8 +157,8 @@ def summary(file, depth, as_json, sets, **limits):
 
     \b
     Example:
-      archc summary archs/densenet121.arch --depth 2
-      archc summary archs/resnet50.arch --json | jq .params
+      archc summary densenet121 --depth 2
+      archc summary resnet50 --json | jq .params
     """
     from archc.runtime.views import print_summary
     print_summary(file, sets, limits, depth, as_json)
@@ -116,28 +168,73 @@ def summary(file, depth, as_json, sets, **limits):
 @click.argument("file", type=FILE)
 @click.option("--emit", type=click.Choice(["ast", "ir", "json", "dot", "python"]), help="Dump a stage.")
 @click.option("--render", is_flag=True, help="Draw the graph with Graphviz.")
-@click.option("--format", "fmt", type=click.Choice(["svg", "png", "pdf"]), default="svg", show_default=True)
-@click.option("--depth", type=click.IntRange(0), default=None, help="Collapse blocks below this depth.")
-@click.option("--weights", metavar="torchvision:NAME[:ENUM]", help="Load torchvision weights into the module.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write here, not stdout.")
+@click.option("--format", "fmt", type=click.Choice(["svg", "png", "pdf"]),
+              help="Image format of --render. Default: the suffix of -o, else svg; -o without a suffix gets one.")
+@click.option("--depth", type=click.IntRange(0), default=None,
+              help="--render / --emit dot: collapse scopes deeper than this (0: one box). Default: what fits a page.")
+@click.option("--rankdir", type=click.Choice(["TB", "LR", "BT", "RL"]), help="--render / --emit dot: layout direction.")
+@click.option("--dpi", type=click.IntRange(1), help="--render to PNG: resolution (default 200).")
+@click.option("--max-render-nodes", type=click.IntRange(1),
+              help="--render / --emit dot: refuse drawings with more boxes (Graphviz slows down sharply beyond a few thousand).")
+@click.option("--weights", metavar="torchvision:NAME[:ENUM]", help="Load torchvision weights into the built module.")
+@click.option("--max-memory", type=BYTES, metavar="SIZE",
+              help="Refuse to build a module whose estimated memory exceeds SIZE (e.g. 8G). Default: the memory available now.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="With --emit or --render: write here, not stdout.")
 @spec_options
-def compile_(file, emit, render, fmt, depth, weights, output, sets, **limits):
+def compile_(file, sets, max_nodes, max_params, max_depth, **flags):
     """Compile a spec; dump any stage, render it, or build the PyTorch module.
+
+    Without --emit or --render the module is built and printed. --emit and --render are
+    separate jobs (run twice for both); flags that do not apply to the job are refused.
 
     \b
     Examples:
-      archc compile archs/resnet18.arch --emit ir
-      archc compile archs/densenet121.arch --render -o densenet121.svg
-      archc compile archs/resnet50.arch --emit python -o resnet50.py
+      archc compile resnet18 --emit ir
+      archc compile densenet121 --render -o densenet121.svg
+      archc compile resnet50 --emit python -o resnet50.py
+      archc compile resnet50 --weights torchvision:resnet50
     """
-    from archc.runtime.views import run_compile
-    run_compile(file, emit, render, fmt, depth, weights, output, sets, limits)
+    from archc.runtime.views import CompileFlags, run_compile
+    run_compile(file, sets, dict(max_nodes=max_nodes, max_params=max_params, max_depth=max_depth),
+                CompileFlags(**flags))
+
+
+@cli.command()
+@click.argument("a", metavar="A", type=FILE)
+@click.argument("b", metavar="B", type=FILE)
+@click.option("--set-a", "sets_a", multiple=True, metavar="NAME=VALUE", help="Override a parameter of A only.")
+@click.option("--set-b", "sets_b", multiple=True, metavar="NAME=VALUE", help="Override a parameter of B only.")
+@click.option("--depth", type=click.IntRange(0), default=2, show_default=True, help="Scope levels per row, as in summary.")
+@click.option("--nodes", "show_nodes", is_flag=True, help="Also list every added, removed, changed or renamed node.")
+@click.option("--all", "show_all", is_flag=True, help="Show unchanged scopes too.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead.")
+@spec_options
+def diff(a, b, sets_a, sets_b, depth, show_nodes, show_all, as_json, sets, **limits):
+    """What differs between networks A and B: nodes and scopes added, removed or changed,
+    and the params / MACs / activation memory delta per scope.
+
+    --set applies to both sides, then --set-a / --set-b to one (the later wins), so one
+    file against itself compares two settings. Nodes match by scope path; a node found
+    only on one side whose whole upstream graph equals one on the other is a rename.
+
+    \b
+    Examples:
+      archc diff resnet18 plain18
+      archc diff densenet121 densenet121 --set-b growth=12
+      archc diff resnet20 resnet56 --depth 1 --nodes
+    """
+    from archc.runtime.views import print_diff
+    ga = compile_spec(a, (*sets, *sets_a), **limits).graph
+    gb = compile_spec(b, (*sets, *sets_b), **limits).graph
+    print_diff(ga, gb, depth, show_nodes, show_all, as_json)
 
 
 @cli.command(name="list")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead.")
 def list_(as_json):
-    """Print the architecture registry (archs/) with params and MACs.
+    """Print the registry: the specs on $ARCHC_PATH and those bundled with archc, with
+    params and MACs. A spec that fails to compile is listed with its error, and the
+    command then exits with 2.
 
     \b
     Example:
@@ -147,8 +244,44 @@ def list_(as_json):
     print_registry(as_json)
 
 
+@cli.command(name="ops")
+@click.option("--markdown", is_flag=True, help="Print a Markdown table (the README's).")
+def ops_(markdown):
+    """Print the ops and merges .arch files can use: signature, family and what each computes
+    (the built-in ones and those registered by ARCHC_PLUGINS modules).
+
+    \b
+    Example:
+      archc ops
+    """
+    from archc.compiler.ops import OPS
+    from archc.compiler.ops.registry import BUILTIN_IO, ops_markdown, signature
+    from archc.dsl.text import printable
+    if markdown:
+        click.echo(ops_markdown(), nl=False)
+        return
+    for name, op in sorted(OPS.items()):
+        if name not in BUILTIN_IO:
+            click.echo(f"{printable(signature(op), 90):<48} {op.family:<12} {printable(op.doc, 300)}")
+
+
+def load_plugins() -> None:
+    """Import the modules named in ``ARCHC_PLUGINS`` (comma-separated): they register their own ops
+    (``archc.register_op``) so that .arch files can use them from the command line too."""
+    import os
+    from archc.dsl.errors import UsageError
+    from archc.dsl.text import printable
+    for name in filter(None, (n.strip() for n in os.environ.get("ARCHC_PLUGINS", "").split(","))):
+        try:
+            importlib.import_module(name)
+        except Exception as e:  # a plugin's own failure, whatever it is, is the user's to fix
+            raise UsageError(f"cannot load plugin `{name}`: {type(e).__name__}: {printable(e)}", where="ARCHC_PLUGINS",
+                             hint="check the module name and that it imports (python -c 'import NAME')") from None
+
+
 def main(argv=None) -> int:
     try:
+        load_plugins()
         code = cli.main(args=argv, prog_name="archc", standalone_mode=False)  # ctx.exit(n) returns n
     except click.exceptions.Exit as e:
         return e.exit_code

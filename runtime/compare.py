@@ -1,9 +1,12 @@
-"""``archc compare`` (several archs side by side) and ``archc sweep`` (one arch's parameter grid).
+"""``archc compare`` (several archs side by side, or several finished runs) and ``archc sweep``
+(one arch's parameter grid).
 
 Both report params, MACs and a static fp32 training-memory estimate from the checked graph,
-without building a module. ``compare --measure`` also times real training steps; each arch
-runs in a fresh child process (``python -m archc.runtime.compare SPEC``) so that its peak memory
-is its own: CUDA's allocator statistics on a GPU, the growth of the child's peak RSS on CPU.
+without building a module, and flag rows that are the same network (equal graph hashes: a
+``--set depth=20,21,22`` that rounds to one depth). ``compare --measure`` also times real
+training steps, each arch in an isolated child process (runtime/measure.py). ``compare --runs``
+reads run folders written by ``archc train`` and sets test accuracy against the costs: the
+seed question (ResNet or DenseNet?) answered with measurements.
 """
 from __future__ import annotations
 
@@ -11,25 +14,27 @@ import csv
 import io
 import itertools
 import json
-import subprocess
+import math
 import sys
 from pathlib import Path
 
 import click
 
+from archc.dsl.text import markup, printable
 from archc.runtime.cli import FILE, parse_sets, spec_options
 
-WARMUP_STEPS = 2  # excluded from timing: cuDNN autotuning, allocator growth, lazy init
 FORMATS = ("table", "md", "csv", "json")
 MEMORY_FORMULA = "4 B × (3 × params + batch × activations)"
+MAX_VARIANTS = 500  # --max-variants: a sweep checks every variant (~0.1 s each)
 
 
 def train_memory(graph, batch: int) -> int:
     """Static fp32 training memory in bytes: weights, grads and SGD momentum (3 × params),
-    plus every activation kept for backward, for the whole batch. Workspace and allocator
-    slack are not included; ``--measure`` shows them."""
-    t = graph.totals()
-    return 4 * (3 * t.params + batch * t.activations)
+    plus every activation kept for backward, for the whole batch: the estimate archc train checks
+    before it allocates (runtime/preflight.py). Workspace and allocator slack are not included;
+    ``--measure`` shows them."""
+    from archc.runtime.preflight import training_memory
+    return training_memory(graph, batch).total
 
 
 def compile_for(file: str, overrides: dict, limits: dict):
@@ -43,10 +48,23 @@ def compile_for(file: str, overrides: dict, limits: dict):
 
 
 def static_row(graph, overrides: dict, batch: int) -> dict:
+    from archc.compiler.graphhash import graph_hash
     t = graph.totals()
     label = graph.name + "".join(f" {k}={_show(v)}" for k, v in overrides.items())
     return {"arch": label, "input": "×".join(map(str, graph.input_shape)), "params": t.params,
-            "macs": t.macs, "activations_bytes": 4 * t.activations, "train_memory_bytes": train_memory(graph, batch)}
+            "macs": t.macs, "activations_bytes": 4 * t.activations, "train_memory_bytes": train_memory(graph, batch),
+            "graph_hash": graph_hash(graph)}
+
+
+def flag_duplicates(rows: list, name) -> None:
+    """``same_as``: the first earlier row with the same graph hash, named by ``name(row)``."""
+    first = {}
+    for row in rows:
+        h = row.get("graph_hash")
+        if h and h in first:
+            row["same_as"] = first[h]
+        elif h:
+            first[h] = name(row)
 
 
 def _show(v) -> str:
@@ -57,55 +75,87 @@ def _show(v) -> str:
 
 # ---- compare ------------------------------------------------------------------------------
 @click.command(name="compare")
-@click.argument("files", nargs=-1, required=True, type=FILE)
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--runs", is_flag=True, help="PATHS are run folders of `archc train`: plot accuracy against costs.")
 @click.option("--batch-size", type=click.IntRange(1), default=128, show_default=True,
               help="Batch size of the memory estimate and of --measure.")
 @click.option("--measure", is_flag=True, help="Also time real training steps (fwd + bwd + SGD) per arch.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--steps", type=click.IntRange(1), default=10, show_default=True,
-              help=f"Timed steps per arch with --measure, after {WARMUP_STEPS} untimed warmup steps.")
+@click.option("--steps", type=click.IntRange(1, 10_000), default=4, show_default=True,
+              help="Timed steps per round with --measure (after 2 untimed warmup steps).")
+@click.option("--rounds", type=click.IntRange(1, 1000), default=5, show_default=True,
+              help="Timed rounds with --measure: images/s is their median, with the range.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
-@click.option("--plot", type=click.Path(dir_okay=False), help="Draw MACs vs params (and throughput) to this PNG.")
+@click.option("--plot", type=click.Path(dir_okay=False), help="Draw the comparison to this PNG.")
 @spec_options
-def compare_command(files, batch_size, measure, device, steps, fmt, plot, sets, **limits):
-    """Compare architectures: params, MACs and training memory, optionally measured.
+def compare_command(paths, runs, batch_size, measure, device, steps, rounds, fmt, plot, sets, **limits):
+    """Compare architectures: params, MACs and training memory, optionally measured; or
+    compare finished training runs: test accuracy against MACs, params and memory.
 
     \b
     Training memory (static estimate, fp32, SGD with momentum):
       bytes = 4 B × (3 × params + batch × activations)
     params counted three times: weights, gradients, momentum; activations are the
-    per-image elements kept for backward (every non-view op output). --measure reports
-    images/s over --steps training steps and the peak memory: CUDA max_memory_allocated
-    on a GPU, the peak-RSS growth of a fresh process on CPU. A --set applies to every
-    arch that has that parameter.
+    per-image elements kept for backward (every non-view op output). --measure runs each
+    arch in a fresh, isolated process: images/s over --rounds rounds of --steps training
+    steps (median and range) and the peak memory: CUDA max_memory_allocated on a GPU, the
+    peak-RSS growth on CPU. A --set applies to every arch that has that parameter. Rows
+    that compile to the same network (equal graph hash) are marked "same as".
 
     \b
-    Example:
+    Examples:
       archc compare archs/resnet_uva.arch archs/densenet_uva.arch --measure --plot cmp.png
       archc compare archs/resnet18.arch archs/resnet50.arch --batch-size 64 --format md
+      archc compare --runs runs/resnet runs/densenet --plot accuracy.png
     """
-    overrides = parse_sets(sets)
-    rows, used = [], set()
-    for file in files:
-        graph, own = compile_for(file, overrides, limits)
-        used.update(own)
-        rows.append(static_row(graph, own, batch_size))
-    _check_used(overrides, used)
+    if runs:
+        _refuse_with_runs(measure, sets)
+        from archc.runtime.runs_compare import compare_runs
+        compare_runs(paths, fmt, plot)
+        return
+    ctx = click.get_current_context()
+    arg = next(p for p in ctx.command.params if p.name == "paths")
+    files = [FILE.convert(p, arg, ctx) for p in paths]  # specs: the checks `archc compile FILE` makes
+    rows = static_rows(files, parse_sets(sets), limits, batch_size)
     if measure:
-        for file, row in zip(files, rows):
-            row.update(measure_in_child(file, sets, limits, batch_size, device, steps))
+        _measure_rows(files, rows, sets, limits, batch_size, device, steps, rounds)
+    flag_duplicates(rows, lambda r: r["arch"])
     click.echo(format_rows(rows, _columns(measure, batch_size), fmt), nl=False)
     if fmt == "table":
         click.echo(f"train mem: {MEMORY_FORMULA}, fp32, SGD with momentum; act: kept for backward, per image")
     if plot:
-        click.echo(f"wrote {plot_rows(rows, plot, batch_size)}", err=True)
+        from archc.runtime.compare_plot import plot_rows
+        click.echo(f"wrote {printable(plot_rows(rows, plot, batch_size), None)}", err=True)
 
 
-def _check_used(overrides: dict, used: set):
+def _refuse_with_runs(measure: bool, sets) -> None:
     from archc.dsl.errors import UsageError
+    for flag, given in (("--measure", measure), ("--set", sets)):
+        if given:
+            raise UsageError(f"{flag} does not apply to --runs: a run folder keeps what was trained", where=flag,
+                             hint=f"drop {flag}, or compare .arch files without --runs")
+
+
+def static_rows(files, overrides: dict, limits: dict, batch: int) -> list[dict]:
+    from archc.dsl.errors import UsageError
+    rows, used = [], set()
+    for file in files:
+        graph, own = compile_for(file, overrides, limits)
+        used.update(own)
+        rows.append(static_row(graph, own, batch))
     unused = sorted(set(overrides) - used)
     if unused:
         raise UsageError(f"`--set {unused[0]}`: none of these archs has a parameter `{unused[0]}`", where="--set")
+    return rows
+
+
+def _measure_rows(files, rows, sets, limits, batch, device, steps, rounds) -> None:
+    from archc.runtime.measure import MeasureSpec, measure_in_child
+    for i, (file, row) in enumerate(zip(files, rows), 1):
+        click.echo(f"measuring {i}/{len(files)}: {printable(file)} ({device}, batch {batch}, "
+                   f"{rounds} rounds of {steps} steps)", err=True)
+        spec = MeasureSpec(str(Path(file).resolve()), tuple(sets), limits, batch, device, steps, rounds)
+        row.update(measure_in_child(spec, lambda line: click.echo(line, err=True)))
 
 
 def _columns(measured: bool, batch: int) -> list:
@@ -115,101 +165,10 @@ def _columns(measured: bool, batch: int) -> list:
             ("macs", "MACs/img", human), ("activations_bytes", "act/img", lambda b: human(b, "B")),
             ("train_memory_bytes", f"train mem @{batch}", lambda b: human(b, "B"))]
     if measured:
-        cols += [("images_per_s", "img/s", lambda v: f"{v:,.0f}"), ("peak_bytes", "peak mem", lambda b: human(b, "B")),
-                 ("device", "device", str)]
+        cols += [("images_per_s", "img/s (median)", lambda v: f"{v:,.0f}"),
+                 ("images_per_s_range", "range", lambda r: f"{r[0]:,.0f}–{r[1]:,.0f}"),
+                 ("peak_bytes", "peak mem", lambda b: human(b, "B")), ("device", "device", str)]
     return cols
-
-
-# ---- measuring, one child process per arch -----------------------------------------------
-def measure_in_child(file, sets, limits, batch, device, steps) -> dict:
-    spec = {"file": file, "sets": list(sets), "limits": limits, "batch": batch, "device": device, "steps": steps}
-    click.echo(f"measuring {file} ({device}, batch {batch}, {steps} steps)", err=True)
-    proc = subprocess.run([sys.executable, "-m", "archc.runtime.compare", json.dumps(spec)],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        click.echo(proc.stderr[-2000:], err=True, nl=False)
-        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        return {"error": f"measurement failed: {last}"}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def _measure(spec: dict) -> dict:
-    """In the child: build the module, run warmup + timed SGD steps, report speed and peak memory."""
-    import torch
-    from archc.compiler.builder import build_graph
-    graph, _ = compile_for(spec["file"], parse_sets(spec["sets"]), spec["limits"])
-    want = spec["device"]
-    if want == "auto":
-        want = "cuda" if torch.cuda.is_available() else "cpu"
-    elif want == "cuda" and not torch.cuda.is_available():
-        return {"error": "CUDA is not available here"}
-    dev = torch.device(want)
-    if dev.type == "cpu":
-        _warm_cpu_runtime(torch)
-    rss_before = _peak_rss()
-    step = _train_step(torch, build_graph(graph).to(dev).train(), graph, spec["batch"], dev)
-    if dev.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        torch.cuda.reset_peak_memory_stats(dev)  # the peak still counts the weights: they stay allocated
-    try:
-        seconds = _timed(torch, step, spec["steps"], dev)
-    except torch.cuda.OutOfMemoryError:
-        return {"error": "out of memory", "device": str(dev)}
-    if dev.type == "cuda":
-        peak, name = torch.cuda.max_memory_allocated(dev), torch.cuda.get_device_name(dev)
-    else:
-        peak, name = _peak_rss() - rss_before, "cpu"
-    return {"images_per_s": spec["batch"] * spec["steps"] / seconds, "peak_bytes": peak, "device": name}
-
-
-def _warm_cpu_runtime(torch):
-    """Train a throwaway conv net for two steps. Torch's first CPU training step sets up thread
-    pools, per-thread malloc arenas and kernel caches worth ~200 MB of RSS; doing that before
-    the baseline keeps it out of the arch's peak-memory delta."""
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3), torch.nn.BatchNorm2d(16), torch.nn.ReLU(),
-                              torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(16, 10))
-    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
-    for _ in range(2):
-        net(torch.randn(8, 3, 32, 32)).sum().backward()
-        opt.step()
-
-
-def _train_step(torch, model, graph, batch: int, dev):
-    """One fwd + bwd + SGD-momentum step on a fixed random batch (cross-entropy for class scores)."""
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    x = torch.randn(batch, *graph.input_shape, device=dev)
-    out_shape = graph.shapes[graph.output_id]
-    y = torch.randint(0, out_shape[0], (batch,), device=dev) if len(out_shape) == 1 else None
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        out = model(x)
-        loss = torch.nn.functional.cross_entropy(out, y) if y is not None else out.float().square().mean()
-        loss.backward()
-        opt.step()
-    return step
-
-
-def _timed(torch, step, steps: int, dev) -> float:
-    """Seconds for ``steps`` steps after the warmup; CUDA is synchronised at both ends."""
-    import time
-    for _ in range(WARMUP_STEPS):
-        step()
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-    return time.perf_counter() - start
-
-
-def _peak_rss() -> int:
-    """This process's peak resident set size in bytes (Linux reports KiB, macOS bytes)."""
-    import resource
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024
 
 
 # ---- sweep ----------------------------------------------------------------------------------
@@ -217,15 +176,18 @@ def _peak_rss() -> int:
 @click.argument("file", type=FILE)
 @click.option("--batch-size", type=click.IntRange(1), default=128, show_default=True,
               help="Batch size of the memory estimate.")
+@click.option("--max-variants", type=click.IntRange(1), default=MAX_VARIANTS, show_default=True,
+              help="Refuse grids with more combinations (each one is compiled).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @spec_options
-def sweep_command(file, batch_size, fmt, sets, **limits):
+def sweep_command(file, batch_size, max_variants, fmt, sets, **limits):
     """Tabulate params, MACs and training memory over a grid of parameter values.
 
     Each --set NAME=V1,V2,... gives the values to sweep (commas inside [...] or "..."
-    belong to the value); the grid is every combination. No module is built; variants
-    that fail to check are listed with their error. Memory as in `archc compare`:
-    4 B × (3 × params + batch × activations).
+    belong to the value); the grid is every combination, at most --max-variants. No module
+    is built; variants that fail to check are listed with their error, and a variant that
+    compiles to the same network as an earlier one (equal graph hash) is marked "same as".
+    Memory as in `archc compare`: 4 B × (3 × params + batch × activations).
 
     \b
     Example:
@@ -233,29 +195,38 @@ def sweep_command(file, batch_size, fmt, sets, **limits):
       archc sweep archs/densenet121.arch --set "blocks=[6,12,24,16],[6,12,32,32]" --format md
     """
     keys = [item.partition("=")[0].strip() for item in sets]
-    rows = sweep_rows(file, sets, limits, batch_size)
-    click.echo(format_rows(rows, [(k, k, _show) for k in keys] + _columns(False, batch_size)[2:], fmt), nl=False)
+    rows = sweep_rows(file, sets, limits, batch_size, max_variants)
+    cols = [(k, k, _show) for k in keys] + _columns(False, batch_size)[2:]
+    click.echo(format_rows(rows, cols, fmt), nl=False)
 
 
-def sweep_rows(file, sets, limits: dict, batch: int) -> list[dict]:
+def sweep_rows(file, sets, limits: dict, batch: int, max_variants: int = MAX_VARIANTS) -> list[dict]:
     """One row per combination: the swept values, then params/MACs/memory or the error."""
     from archc.compiler.elaborate import Limits
     from archc.compiler.passes import compile_file
     from archc.dsl.errors import ArchError, UsageError
+    keys = [s.partition("=")[0].strip() for s in sets]
     axes = [[f"{key}={v}" for v in split_values(value)] for key, _, value in (s.partition("=") for s in sets)]
+    count = math.prod(len(a) for a in axes)  # before expanding anything
+    if count > max_variants:
+        raise UsageError(f"the grid has {count:,} variants, more than --max-variants {max_variants:,}",
+                         where="--max-variants", found=" × ".join(str(len(a)) for a in axes) + " values",
+                         hint="sweep fewer values per --set, or raise --max-variants (each variant is compiled)")
     rows = []
-    for combo in itertools.product(*axes):
-        overrides = parse_sets(combo)
-        row = dict(overrides)
-        try:
-            graph = compile_file(file, overrides=overrides, limits=Limits(**limits)).graph
-        except UsageError:
-            raise  # a misspelt or mistyped --set is wrong for every variant
-        except ArchError as e:
-            row["error"] = f"{e.phase}: {e.what}"
-        else:
-            row.update(static_row(graph, {}, batch))
-        rows.append(row)
+    with click.progressbar(itertools.product(*axes), length=count, label="checking variants", file=sys.stderr) as bar:
+        for combo in bar:
+            overrides = parse_sets(combo)
+            row = dict(overrides)
+            try:
+                graph = compile_file(file, overrides=overrides, limits=Limits(**limits)).graph
+            except UsageError:
+                raise  # a misspelt or mistyped --set is wrong for every variant
+            except ArchError as e:
+                row["error"] = f"{e.phase}: {e.what}"
+            else:
+                row.update(static_row(graph, {}, batch))
+            rows.append(row)
+    flag_duplicates(rows, lambda r: " ".join(f"{k}={_show(r[k])}" for k in keys))
     return rows
 
 
@@ -279,9 +250,11 @@ def split_values(text: str) -> list[str]:
 
 # ---- output ---------------------------------------------------------------------------------
 def format_rows(rows: list, cols: list, fmt: str) -> str:
-    """Rows as a rich table, a Markdown table, CSV (raw numbers) or JSON (raw numbers)."""
-    if any("error" in r for r in rows):
-        cols = [*cols, ("error", "error", str)]
+    """Rows as a rich table, a Markdown table, CSV (raw numbers) or JSON (raw numbers).
+    User text (arch labels, swept values, errors) is escaped: no markup, no control characters."""
+    for key, header, text in (("same_as", "same as", str), ("error", "error", str)):
+        if any(key in r for r in rows):
+            cols = [*cols, (key, header, text)]
     if fmt == "json":
         return json.dumps(rows, indent=1, ensure_ascii=False) + "\n"
     if fmt == "csv":
@@ -292,9 +265,9 @@ def format_rows(rows: list, cols: list, fmt: str) -> str:
         return buf.getvalue()
     cells = [[_cell(r, key, text) for key, _, text in cols] for r in rows]
     if fmt == "md":
-        lines = ["| " + " | ".join(h for _, h, _ in cols) + " |",
-                 "|" + "|".join("---" if text is str else "---:" for _, _, text in cols) + "|"]
-        return "\n".join(lines + ["| " + " | ".join(c) + " |" for c in cells]) + "\n"
+        lines = ["| " + " | ".join(_md(h) for _, h, _ in cols) + " |",
+                 "|" + "|".join("---" if text in (str, _show) else "---:" for _, _, text in cols) + "|"]
+        return "\n".join(lines + ["| " + " | ".join(map(_md, c)) + " |" for c in cells]) + "\n"
     return _rich_table(cols, cells)
 
 
@@ -302,71 +275,18 @@ def _cell(row: dict, key: str, text) -> str:
     return "" if row.get(key) is None else text(row[key])
 
 
+def _md(text: str) -> str:
+    return printable(text).replace("|", "\\|")
+
+
 def _rich_table(cols, cells) -> str:
     from rich.console import Console
     from rich.table import Table
     table = Table()
     for _, header, text in cols:
-        table.add_column(header, justify="left" if text is str else "right")
+        table.add_column(markup(header), justify="left" if text in (str, _show) else "right")
     for c in cells:
-        table.add_row(*c)
+        table.add_row(*map(markup, c))
     console = Console(file=io.StringIO(), width=200)
     console.print(table)
     return console.file.getvalue()
-
-
-# ---- plot -----------------------------------------------------------------------------------
-def plot_rows(rows: list, path: str, batch: int) -> Path:
-    """MACs vs params, bubble area ∝ training memory; a throughput panel when measured."""
-    import matplotlib
-    matplotlib.use("Agg")  # files only, no display needed
-    import matplotlib.pyplot as plt
-    measured = [r for r in rows if "images_per_s" in r]
-    fig, axes = plt.subplots(1, 2 if measured else 1, figsize=(12 if measured else 6.5, 4.8), squeeze=False)
-    _scatter(axes[0][0], rows, batch)
-    if measured:
-        _throughput(axes[0][1], measured, batch)
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=150)
-    plt.close(fig)
-    return out
-
-
-def _scatter(ax, rows: list, batch: int):
-    from archc.compiler.summary import human
-    xs, ys = [r["params"] / 1e6 for r in rows], [r["macs"] / 1e9 for r in rows]
-    mem = [r["train_memory_bytes"] for r in rows]
-    sizes = [80 + 2000 * m / max(mem) for m in mem]
-    ax.scatter(xs, ys, s=sizes, alpha=0.45, c=[f"C{i}" for i in range(len(rows))], edgecolors="k")
-    for r, x, y in zip(rows, xs, ys):
-        ax.annotate(f"{r['arch']}\n{human(r['train_memory_bytes'], 'B')}", (x, y), xytext=(8, 6),
-                    textcoords="offset points", fontsize=8)
-    for axis, values in (("x", xs), ("y", ys)):
-        if min(values) > 0 and max(values) / min(values) > 20:  # spans decades: log scale keeps all readable
-            getattr(ax, f"set_{axis}scale")("log")
-    ax.margins(0.25)
-    ax.set_xlabel("parameters (M)")
-    ax.set_ylabel("GMACs per image")
-    ax.set_title(f"bubble area ∝ training memory at batch {batch} (estimate)", fontsize=10)
-    ax.grid(alpha=0.3)
-
-
-def _throughput(ax, rows: list, batch: int):
-    from archc.compiler.summary import human
-    names = [r["arch"] for r in rows]
-    speed = [r["images_per_s"] for r in rows]
-    bars = ax.barh(names, speed, color=[f"C{i}" for i in range(len(rows))], alpha=0.7)
-    for bar, r in zip(bars, rows):
-        ax.annotate(f" {r['images_per_s']:,.0f} img/s, peak {human(r['peak_bytes'], 'B')}",
-                    (bar.get_width(), bar.get_y() + bar.get_height() / 2), va="center", fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlim(0, max(speed) * 1.6)
-    ax.set_xlabel("training images/s (fwd + bwd + SGD)")
-    ax.set_title(f"measured on {rows[0]['device']}, batch {batch}", fontsize=10)
-    ax.grid(axis="x", alpha=0.3)
-
-
-if __name__ == "__main__":  # the child process of measure_in_child
-    print(json.dumps(_measure(json.loads(sys.argv[1]))))

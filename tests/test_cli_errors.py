@@ -2,7 +2,7 @@
 and no traceback.
 
 Commands: ``check``, ``summary``, ``compile --emit ir`` (and ``--emit ast``, which takes
-another path through the loader), and ``list``. Training commands are tested elsewhere.
+another path through the loader), ``diff`` (the file under test as B), and ``list``. Training commands are tested elsewhere.
 
 "Unreadable" inputs: the tests run as root, for whom ``chmod 000`` does not stop reading,
 so that case is skipped under root. What a user can really hand archc instead, and what
@@ -29,6 +29,7 @@ COMMANDS = {
     "summary --json": ["summary", "--json"],
     "compile --emit ir": ["compile", "--emit", "ir"],
     "compile --emit ast": ["compile", "--emit", "ast"],
+    "diff": ["diff", str(ROOT / "archs" / "resnet20.arch")],  # the file under test is B
 }
 
 

@@ -23,7 +23,8 @@ def _run(code: str) -> subprocess.CompletedProcess:
 
 def test_front_end_modules_import_without_torch():
     mods = ["archc.dsl.parser", "archc.dsl.loader", "archc.compiler", "archc.compiler.passes", "archc.compiler.summary",
-            "archc.compiler.registry", "archc.compiler.render", "archc.runtime.cli"]
+            "archc.compiler.registry", "archc.compiler.render", "archc.compiler.graphhash", "archc.compiler.diff",
+            "archc.runtime.cli", "archc.runtime.views", "archc.runtime.paths", "archc.runtime.memory"]
     r = _run(f"import importlib\nfor m in {mods!r}: importlib.import_module(m)\n"
              "import sys; assert not any(k.startswith('torch') for k in sys.modules)")
     assert r.returncode == 0, r.stderr
@@ -33,7 +34,7 @@ def test_summary_json_without_torch_matches_published_counts():
     """Issue 2's acceptance figures, computed with torch unimportable."""
     targets = {"resnet_uva": 272_378, "preact_resnet_uva": 272_250, "densenet_uva": 239_146,
                "googlenet_uva": 260_650, "resnet50": 25_557_032, "densenet121": 7_978_856}
-    code = ("import json, sys\nfrom runtime.cli import main\n"
+    code = ("import json, sys\nfrom archc.runtime.cli import main\n"
             f"for name in {list(targets)!r}:\n"
             "    main(['summary', f'archs/{name}.arch', '--json'])\n")
     r = _run(code)
@@ -60,4 +61,15 @@ def test_no_generic_top_level_imports():
 def test_import_archc_loads_no_torch():
     r = _run("import archc\narchc.check('archs/resnet18.arch')\n"
              "import sys; assert not any(k.startswith('torch') for k in sys.modules)")
+    assert r.returncode == 0, r.stderr
+
+
+def test_check_summary_and_diff_run_without_torch_and_check_without_networkx():
+    """networkx costs ~170 ms to import: only the graph hash (summary --json, diff) may load it."""
+    code = ("import sys\nfrom archc.runtime.cli import main\n"
+            "assert main(['check', 'resnet18']) == 0\n"
+            "assert not any(k.split('.')[0] in ('networkx', 'rich') for k in sys.modules), 'check loaded networkx/rich'\n"
+            "assert main(['summary', 'resnet18']) == 0 and main(['diff', 'resnet18', 'plain18']) == 0\n"
+            "assert not any(k.startswith('torch') for k in sys.modules)")
+    r = _run(code)
     assert r.returncode == 0, r.stderr

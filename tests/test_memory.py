@@ -1,0 +1,35 @@
+"""The memory estimate that `archc compile --max-memory` checks is measured, not guessed: building
+a 3,006-node network in a fresh process must grow it by less than the estimate, and by more than
+a quarter of it (an estimate far above the truth would refuse networks that fit)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+CODE = """
+import resource
+from archc.compiler.passes import compile_file
+from archc.runtime.memory import build_bytes
+import archc.compiler.builder as builder
+g = compile_file(text='''arch chain
+input [3, 8, 8]
+conv(8, 3, pad = 1)
+{ conv(8, 3, pad = 1); bn; relu } * 1000
+gap; flatten; linear(10)
+''').graph
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+model = builder.build_graph(g)
+grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+print(len(g), grown, build_bytes(g))
+"""
+
+
+@pytest.mark.slow
+def test_estimate_bounds_the_measured_growth():
+    r = subprocess.run([sys.executable, "-c", CODE], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    nodes, grown, estimated = map(int, r.stdout.split())
+    print(f"{nodes} nodes: grew {grown / nodes / 1024:.1f} KiB a node, estimate {estimated / nodes / 1024:.1f}")
+    assert estimated / 4 < grown < estimated
