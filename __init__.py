@@ -7,11 +7,19 @@ torch-free, and ``build``/``train`` import torch when they are called.
     g = archc.check("densenet121", growth=12)      # Graph: shapes, params, MACs (no torch)
     model = archc.build("resnet50")                # nn.Module (torch.fx GraphModule)
     summary = archc.train("resnet_uva", data="sample", epochs=2)
+
+    @archc.register_op                             # an op of your own, usable in .arch files
+    class Mish(archc.Op):
+        name, doc, example = "mish", "x * tanh(softplus(x))", "mish"
+        def lower(self, a, ins):
+            return archc.module("torch.nn.Mish", layout="any")
 """
 from __future__ import annotations
 
 __version__ = "0.2.0"
-__all__ = ["ArchError", "build", "check", "train", "__version__"]
+__all__ = ["Arg", "ArchError", "Op", "ShapeFault", "build", "check", "function", "module", "register_op", "train",
+           "__version__"]
+_OPS = ("Arg", "Op", "ShapeFault", "function", "module", "register_op")  # from archc.compiler.ops (torch-free)
 
 
 def check(spec, overrides: dict | None = None, **params):
@@ -38,4 +46,7 @@ def __getattr__(name):
     if name == "ArchError":
         from archc.dsl.errors import ArchError
         return ArchError
+    if name in _OPS:  # defining ops: see compiler/ops/base.py's Op, and the README's "Your own ops"
+        from archc.compiler import ops
+        return getattr(ops, name)
     raise AttributeError(f"module 'archc' has no attribute {name!r}")

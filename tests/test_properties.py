@@ -14,11 +14,10 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from torch.utils.flop_counter import FlopCounterMode
 
 from archc.compiler.builder import build_graph
-from archc.compiler.codegen import inplace, record_shapes
-from torchcheck import check_in_place, same_training_step
+from archc.compiler.codegen import inplace
+from torchcheck import check_in_place, same_training_step, static_costs_match
 from archc.compiler.ops import OPS
 from archc.compiler.passes import compile_file
 from archc.dsl.errors import ArchError
@@ -168,12 +167,7 @@ def check_against_torch(text: str):
     g = compile_file(text=text).graph
     model = build_graph(g).eval()
     x = torch.randn(2, *g.input_shape)
-    assert record_shapes(model, x) == {n: tuple(s) for n, s in g.shapes.items()}
-    assert sum(p.numel() for p in model.parameters()) == g.totals().params
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(x)
-    macs = sum(g.costs[n].macs for n in g.topo() if g.node(n).op in ("conv", "linear"))
-    assert counter.get_total_flops() == 2 * 2 * macs
+    static_costs_match(g, model, x)
     if any(g.node(n).checkpoint for n in g.topo()):
         check_checkpoint(text, model, x)
     if any(inplace.overwritable(g, src, n) for n in g.topo() for src in g.inputs(n)):

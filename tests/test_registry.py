@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from archc.compiler.builder import build_graph, emit_python
-from archc.compiler.codegen import inplace, record_shapes
+from archc.compiler.codegen import inplace
 from archc.compiler.ops import OPS, Module, Op, OpDefinitionError, register_op
 from archc.compiler.ops.registry import BUILTIN_IO
 from archc.compiler.passes import compile_file
 from archc.compiler.render import to_dot
-from torchcheck import check_in_place, load_emitted
+from torchcheck import check_in_place, load_emitted, static_costs_match
 
 EXAMPLES = sorted(n for n in OPS if n not in BUILTIN_IO)
 
@@ -42,12 +41,7 @@ def test_op_matches_torch(name, tmp_path):
     assert name in {g.node(n).op for n in g.topo()} or OPS[name].merge, "the example must use the op"
     model = build_graph(g).eval()
     x = torch.randn(2, *g.input_shape)
-    # static shapes, params and MACs against what torch computes
-    assert record_shapes(model, x) == {n: tuple(s) for n, s in g.shapes.items()}
-    assert sum(p.numel() for p in model.parameters()) == g.totals().params
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(x)
-    assert counter.get_total_flops() == 2 * 2 * g.totals().macs  # 2 samples, 2 FLOPs per MAC
+    static_costs_match(g, model, x)
     # in place where the graph allows it changes nothing
     if any(inplace.overwritable(g, src, n) for n in g.topo() for src in g.inputs(n)):
         check_in_place(g, model, x)

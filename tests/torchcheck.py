@@ -5,9 +5,20 @@ import importlib.util
 from unittest import mock
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from archc.compiler.builder import build_graph
-from archc.compiler.codegen import inplace
+from archc.compiler.codegen import inplace, record_shapes
+
+
+def static_costs_match(g, model, x) -> None:
+    """The static shapes, parameter count and MACs equal what torch computes (FlopCounterMode:
+    2 FLOPs per multiply-add, per sample) on a batch ``x``."""
+    assert record_shapes(model, x) == {n: tuple(s) for n, s in g.shapes.items()}
+    assert sum(p.numel() for p in model.parameters()) == g.totals().params
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(x)
+    assert counter.get_total_flops() == 2 * len(x) * g.totals().macs
 
 
 def close(a, b) -> bool:

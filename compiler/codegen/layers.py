@@ -154,9 +154,13 @@ class AuxHeads(nn.Module):
         return self.fn(*xs) if self.training else None
 
 
-def with_aux(main: torch.Tensor, aux):
-    """The model's result: ``(main, *aux)`` while training with auxiliary heads, else ``main``."""
-    return main if aux is None else (main, *aux)
+def with_aux(main: torch.Tensor, packs: list, order: tuple):
+    """The model's result: ``(main, *aux)`` while training with auxiliary heads (each head's pack
+    of outputs, put in ``order``), else ``main`` (the heads gave None)."""
+    if any(p is None for p in packs):
+        return main
+    flat = [t for p in packs for t in p]
+    return (main, *(flat[i] for i in order))
 
 
 def checkpoint_contexts(norms: list):

@@ -31,34 +31,52 @@ from archc.compiler.ops import Alias, Fold, Function, LazyConcat, Module, Parame
 from archc.dsl.errors import ValidationError
 
 SHAPE, REGION, ARCH_ID, NHWC = "archc_shape", "archc_region", "archc_id", "archc_nhwc"
-AUX = -1  # the region of the auxiliary heads (checkpoint regions are numbered from 1)
+# Regions: checkpoint regions are numbered 1, 2 ...; auxiliary heads -1, -2 ...; 0 is none.
 
 
 def lower(g: Graph) -> tuple[fx.Graph, dict]:
     """The flat fx graph, and per IR node the fx name of its value (a tuple of names for a lazy concat)."""
     low = _Lowering(g)
-    aux = set(g.topo()) - g.inference_nodes() if g.aux_ids else set()
-    for n in schedule(g, aux):
-        low.region = AUX if n in aux else g.node(n).checkpoint  # where its fx nodes (and cats) belong
+    regions = {n: g.node(n).checkpoint for n in g.topo()} | aux_heads(g)
+    for n in schedule(g, regions):
+        low.region = regions[n]  # where this node's fx nodes (and cats) belong
         low.values[n] = low.lower(g.node(n), g.inputs(n))
     low.finish()
     names = {k: tuple(p.name for p in v) if isinstance(v, tuple) else v.name for k, v in low.values.items()}
     return low.fx, names
 
 
-def schedule(g: Graph, last: set = frozenset()) -> list[str]:
-    """IR node ids in a topological order that keeps each checkpoint region contiguous, and puts
-    the nodes in ``last`` (the auxiliary heads, which nothing on the main path reads) at the end.
+def aux_heads(g: Graph) -> dict[str, int]:
+    """Node -> region -1, -2 ... of the auxiliary head it belongs to: the nodes only ``@aux`` outputs
+    need, grouped by connection. Each head then runs where it branches off, as in torchvision (so
+    the dropout draws come in the same order), and only in training."""
+    aux = set(g.topo()) - g.inference_nodes() if g.aux_ids else set()
+    head = {}
+    for n in g.topo():
+        if n in aux and n not in head:
+            head[n], stack = -(len(set(head.values())) + 1), [n]
+            while stack:  # everything connected to it among the aux-only nodes
+                m = stack.pop()
+                for k in (*g.inputs(m), *g.consumers(m)):
+                    if k in aux and k not in head:
+                        head[k] = head[n]
+                        stack.append(k)
+    return head
+
+
+def schedule(g: Graph, regions: dict) -> list[str]:
+    """IR node ids in a topological order that keeps each region (checkpoint or auxiliary head)
+    contiguous.
 
     Kahn's algorithm over units (a region, or a node outside every region), taking the
     ready unit that came first in ``g.topo()`` so the code follows the source order.
     """
     order = g.topo()
-    unit = {n: ("region", g.node(n).checkpoint) if g.node(n).checkpoint else ("node", n) for n in order}
+    unit = {n: ("region", regions[n]) if regions[n] else ("node", n) for n in order}
     members, rank, deps, users = defaultdict(list), {}, defaultdict(set), defaultdict(set)
     for i, n in enumerate(order):
         members[unit[n]].append(n)
-        rank.setdefault(unit[n], i + (len(order) if n in last else 0))
+        rank.setdefault(unit[n], i)
         for src in g.inputs(n):
             if unit[src] != unit[n]:
                 deps[unit[n]].add(unit[src])
@@ -88,6 +106,7 @@ class _Lowering:
         self.cats: dict = {}  # (pieces, region) -> the torch.cat node that materialises them
         self.nhwc: set = set()  # fx nodes holding a channels-last (permuted) map
         self.twins: dict = {}  # (fx node, layout) -> the same map in that layout, made by one permute
+        self.last: dict = {}  # region -> its latest fx node
 
     def lower(self, node, ins: list[str]):
         """The fx value(s) of one IR node, by the kind of lowering its op describes."""
@@ -115,17 +134,26 @@ class _Lowering:
         raise AssertionError(f"internal: op `{node.op}` lowers to {low!r}")
 
     def finish(self) -> None:
-        """The graph's output: the main value, or ``with_aux(main, heads)`` where the heads' values
-        are packed inside their region (outline.py makes it one ``AuxHeads`` call, None in eval)."""
+        """The graph's output: the main value, or ``with_aux(main, packs, order)``. Each head packs
+        its outputs inside its region (outline.py makes the region one ``AuxHeads`` call, which
+        gives None in eval); ``order`` puts them in the ``@aux`` positions' order."""
         g, main = self.g, self.values[self.g.output_id]
         if not g.aux_ids:
             self.fx.output(main)
             return
-        self.region = AUX
-        heads = self.node("call_function", tuple, ([self.values[a] for a in g.aux_ids],), g.aux_ids[0], "aux_outputs")
+        heads = aux_heads(g)
+        packed, packs = [], []
+        for region in sorted(set(heads.values()), reverse=True):  # -1, -2 ...: the order they run in
+            outs = [a for a in g.aux_ids if heads[a] == region]
+            self.region = region
+            with self.fx.inserting_after(self.last[region]):  # inside the head's contiguous run
+                packs.append(self.node("call_function", tuple, ([self.values[a] for a in outs],), outs[0],
+                                       f"aux_outputs_{-region}"))
+            packed += outs
         self.region = 0
-        out = self.node("call_function", with_aux, (main, heads), g.output_id, "outputs")
-        for n in (heads, out):
+        out = self.node("call_function", with_aux, (main, packs, tuple(packed.index(a) for a in g.aux_ids)),
+                        g.output_id, "outputs")
+        for n in (*packs, out):
             del n.meta[SHAPE]  # tuples: no one shape to comment
         self.fx.output(out)
 
@@ -148,8 +176,9 @@ class _Lowering:
         return acc
 
     def pieces(self, ir_id: str) -> tuple:
+        """A concat input as pieces: a lazy concat's own, or the value itself, channels-first."""
         v = self.values[ir_id]
-        return v if isinstance(v, tuple) else (v,)
+        return v if isinstance(v, tuple) else (self.tensor(ir_id),)
 
     def tensor(self, ir_id: str, layout: str = "nchw") -> fx.Node:
         """The value of an IR node as one tensor in ``layout`` ("any": as it is)."""
@@ -183,6 +212,7 @@ class _Lowering:
              kwargs: dict | None = None) -> fx.Node:
         n = self.fx.create_node(kind, target, args, kwargs or {}, name=py_name(name or ir_id))
         n.meta.update({ARCH_ID: ir_id, SHAPE: self.g.shapes[ir_id], REGION: self.region})
+        self.last[self.region] = n
         return n
 
 

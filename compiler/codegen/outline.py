@@ -16,7 +16,7 @@ import torch.nn as nn
 
 from archc.compiler.codegen.comments import new_graph
 from archc.compiler.codegen.layers import AuxHeads, CheckpointRegion
-from archc.compiler.codegen.lower import AUX, NHWC, REGION, SHAPE
+from archc.compiler.codegen.lower import NHWC, REGION, SHAPE
 
 OWNER = "archc_owner"  # meta: the module path a region call belongs to (its scope's, for nest.py)
 
@@ -57,7 +57,7 @@ def _region(run: list, ins: list, outs: list, tree: nn.Module) -> tuple[str, fx.
     body.output(benv[outs[0]] if len(outs) == 1 else tuple(benv[o] for o in outs))
 
     targets = [n.target for n in run if n.op == "call_module"]
-    aux = run[0].meta[REGION] == AUX
+    aux = run[0].meta[REGION] < 0  # an auxiliary head
     scope = "" if aux else _common_scope(targets)
     box = tree.get_submodule(scope)
     name = _free_name(box, "aux_heads" if aux else "checkpoint")  # unique, so `bodies` keys never clash

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import math
 
+from archc.compiler.evaluate import define, show, type_name
 from archc.compiler.ops.base import Fold, LazyConcat, Op, ShapeFault, fmt
-from archc.compiler.ops.registry import register_op
+from archc.compiler.ops.registry import OPS, register_op
+from archc.dsl import ast
+from archc.dsl.errors import EvalError, LimitError, ShapeError, ValidationError
 
 
 class _Merge(Op):
@@ -126,5 +129,63 @@ class DenseSum(_Merge):
     example = "dense_sum {\n { conv(4, 3, pad = 1); relu }\n { conv(4, 3, pad = 1); relu }\n}"
 
     def expand(self, el, it, cur, scope, env) -> str:
-        from archc.compiler.merges import dense_sum
-        return dense_sum(el, it, cur, scope, env)
+        return _dense_sum(el, it, cur, scope, env)
+
+
+# ---- dense_sum's expansion: units, and the weighted sums between them ----------------------------
+def _units(el, it, cur, scope, env):
+    """Yield (item, env, scope, owns_scope) per unit; ``X * n`` gives n units."""
+    for branch in it.branches:
+        for item in branch:
+            if isinstance(item, ast.Let):  # binds for the units after it, as in a sequence
+                env = {**env, item.name: define(item, el.ev(env, cur))}
+            elif isinstance(item, ast.Repeat):
+                n = el.ev(env, cur)(item.count)
+                if type(n) is not int or n < 0:
+                    raise EvalError("a repetition count must be an int >= 0", item.count.span,
+                                    found=f"{type_name(n)} {show(n)}")
+                lim = el.c.limits.max_nodes
+                if n * n > lim:  # unit k adds 2k weighted-sum nodes: n units need over n**2
+                    raise LimitError(f"`dense_sum` with {n:,} units needs over {n * n:,} nodes, "
+                                     f"over the limit {lim:,}", item.count.span,
+                                     hint="raise the limit with --max-nodes if this is intended")
+                home = scope.child(scope.fresh("unit"))
+                for i in range(n):
+                    yield item.item, env, home.child(home.claim(str(i), item.span)), True
+            elif isinstance(item, ast.Loop):
+                for env2 in el.iterations(item, env, cur):
+                    yield ast.Group(item.span, item.body), env2, scope, False
+            else:
+                yield item, env, scope, False
+
+
+def _dense_sum(el, it, cur, scope, env) -> str:
+    outs = [cur]
+    for k, (item, env2, uscope, own) in enumerate(_units(el, it, cur, scope, env), 1):
+        x = _weighted_sum(el, outs, scope, k, it.span)
+        outs.append(el.item(item, x, uscope, env2, own))
+        _same_shape(el, outs, item.span)
+    if len(outs) == 1:
+        raise ValidationError("`dense_sum` has no units", it.span, expected="at least one unit")
+    return _weighted_sum(el, outs, scope, len(outs), it.span)
+
+
+def _same_shape(el, outs, span):
+    first, last = el.shape(outs[0]), el.shape(outs[-1])
+    if first != last:
+        raise ShapeError(f"`dense_sum` unit {len(outs) - 1} changes the shape", span,
+                         expected=f"{fmt(first)} (the input of the dense_sum)", found=fmt(last),
+                         hint="units of a dense_sum keep their shape; downsample in a block before it")
+
+
+def _weighted_sum(el, outs, scope, k, span):
+    """x_k = sum_j scale_kj * BN_kj(o_j), as named nodes ``sum{k}.norm{j}``/``scale{j}``/``add``."""
+    sub = scope.child(scope.fresh(f"sum{k}"))
+    terms = []
+    for j, o in enumerate(outs):
+        bn = el.emit("bn", OPS["bn"].Args(), [o], sub.join(f"norm{j}"), span)
+        terms.append(el.emit("scale", OPS["scale"].Args(), [bn], sub.join(f"scale{j}"), span))
+    if len(terms) == 1:
+        return terms[0]
+    return el.emit("add", OPS["add"].Args(), terms, sub.join("add"), span)
+

@@ -79,3 +79,28 @@ def callable_ops() -> list[str]:
 def merges() -> list[str]:
     """Names an .arch file can use as ``NAME { branches }``."""
     return [n for n, op in OPS.items() if op.merge]
+
+
+def signature(op: Op) -> str:
+    """How the op is written: ``conv(out, kernel, stride = 1, ...)``, or ``add { branches }``."""
+    if op.merge:
+        return f"{op.name} {{ branches }}"
+    parts = [a.name if a.default is REQUIRED else f"{a.name} = {_value(a.default)}" for a in op.args]
+    return f"{op.name}({', '.join(parts)})" if parts else op.name
+
+
+def _value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, tuple) and len(v) == 2 and v[0] == v[1]:
+        return str(v[0])
+    return "none" if v is None else f'"{v}"' if isinstance(v, str) else str(list(v) if isinstance(v, tuple) else v)
+
+
+def ops_markdown() -> str:
+    """The registry as a Markdown table (``archc ops --markdown``; the README's op table is this)."""
+    rows = ["| op | family | what it computes |", "|---|---|---|"]
+    for name, op in sorted(OPS.items(), key=lambda kv: (FAMILIES.index(kv[1].family), kv[0])):
+        if name not in BUILTIN_IO:
+            rows.append(f"| `{signature(op)}` | {op.family} | {op.doc.replace('|', '/')} |")
+    return "\n".join(rows) + "\n"
