@@ -64,6 +64,34 @@ def _kind(node, key: str) -> str:
     return "scope"
 
 
+@dataclass
+class Output:
+    """One output of the network: the main one, or an ``@aux`` head with the cost only it adds."""
+    name: str  # "output", or the head's scope (``aux1``)
+    node: str
+    shape: tuple
+    params: int
+    macs: int
+
+
+def outputs(g: Graph) -> list[Output]:
+    """The main output with the inference cost (what an eval forward runs), then each auxiliary
+    output with what its head adds in training."""
+    main = g.inference_nodes()
+    t = g.totals(main)
+    out = [Output("output", g.output_id, g.shapes[g.output_id], t.params, t.macs)]
+    for aux in g.aux_ids:
+        head, stack = set(), [aux]
+        while stack:  # the nodes only this output needs
+            n = stack.pop()
+            if n not in main and n not in head:
+                head.add(n)
+                stack.extend(g.inputs(n))
+        h = g.totals(head)
+        out.append(Output(g.inputs(aux)[0].split(".")[0], aux, g.shapes[aux], h.params, h.macs))
+    return out
+
+
 def as_json(g: Graph, depth: int = 2) -> dict:
     from archc.compiler.graphhash import graph_hash
     t = g.totals()
@@ -72,6 +100,7 @@ def as_json(g: Graph, depth: int = 2) -> dict:
         "activations_fp32_bytes": 4 * t.activations, "activations_bf16_bytes": 2 * t.activations,
         "input_shape": list(g.input_shape), "output_shape": list(g.shapes[g.output_id]),
         "nodes": len(g), "arch_params": {k: list(v) if isinstance(v, tuple) else v for k, v in g.params.items()},
+        "outputs": [{**asdict(o), "shape": list(o.shape)} for o in outputs(g)],
         "rows": [{**asdict(r), "output_shape": list(r.output_shape)} for r in rows(g, depth)],
     }
 

@@ -140,10 +140,14 @@ def check(file, sets, **limits):
       archc check resnet50
       -> resnet50: 189 nodes, 25,557,032 params, 4.089 GMACs, output 1000
     """
+    from archc.compiler.summary import outputs
     g = compile_spec(file, sets, **limits).graph
-    t = g.totals()
-    shape = "×".join(map(str, g.shapes[g.output_id]))
-    click.echo(f"{g.name}: {len(g):,} nodes, {t.params:,} params, {t.macs / 1e9:.3f} GMACs, output {shape}")
+    main, *aux = outputs(g)
+    shape = "×".join(map(str, main.shape))
+    extra = (f" (eval); aux {', '.join('×'.join(map(str, o.shape)) for o in aux)} "
+             f"(+{sum(o.macs for o in aux) / 1e9:.3f} GMACs in training)") if aux else ""
+    click.echo(f"{g.name}: {len(g):,} nodes, {g.totals().params:,} params, {main.macs / 1e9:.3f} GMACs, "
+               f"output {shape}{extra}")
 
 
 @cli.command()

@@ -77,7 +77,7 @@ def _compile_or_partial(file, sets, limits):
 
 def _summary_lines(g, depth, failed=None) -> tuple[str, list[str], int | None]:
     """(title, table lines, index of the failing row's line or None). Every user string is printable."""
-    from archc.compiler.summary import Row, human, rows, scope_key
+    from archc.compiler.summary import Row, human, outputs, rows, scope_key
     found = rows(g, depth)
     bad = (scope_key(failed.id, depth) or g.name) if failed else None
     if bad is not None and bad not in {r.name for r in found}:  # the failing node opens a new row
@@ -92,12 +92,23 @@ def _summary_lines(g, depth, failed=None) -> tuple[str, list[str], int | None]:
     header = ["scope", "op / block", "output", "params", "MACs", "other ops", "act fp32", "act bf16"]
     lines = table(header, cells, right=set(range(2, 8)))
     lines.insert(len(lines) - 1, lines[1])  # a rule above the total
+    if g.aux_ids and failed is None:
+        lines += [_output_line(o, i) for i, o in enumerate(outputs(g))]
     bad_line = next((i + 2 for i, r in enumerate(found) if r.name == bad), None)
     return f"{printable(g.name)}  input {_shape(g.input_shape)}", lines, bad_line
 
 
 def _shape(shape) -> str:
     return "×".join(map(str, shape))
+
+
+def _output_line(o, i: int) -> str:
+    """``output 1000: 1.50G MACs in eval`` / ``aux 2 (aux1) 1000: +0.01G MACs, +3.4M params in training``."""
+    from archc.compiler.summary import human
+    if i == 0:
+        return f"output {_shape(o.shape)}: {human(o.macs)} MACs in eval (the auxiliary heads run only in training)"
+    return (f"aux {i} ({printable(o.name)}) {_shape(o.shape)}: +{human(o.macs)} MACs, "
+            f"+{o.params:,} params in training")
 
 
 # ---- compile -------------------------------------------------------------------------------------

@@ -242,3 +242,14 @@ def test_chained_conditions_and_math_builtins():
         assert g.node("a").op == op
     g = archc.check(net("conv(ceil(2.1) + floor(2.9) + int(log(8, 2)) + int(log(1)), 1)"))
     assert g.shapes[g.output_id][0] == 3 + 2 + 3 + 0
+
+
+def test_front_end_shows_every_output_and_its_cost(capsys):
+    from archc.compiler.summary import outputs
+    from archc.runtime.cli import main
+    g = archc.check(AUX)
+    main_out, aux2, aux1 = outputs(g)
+    assert (main_out.shape, aux2.shape, aux1.shape) == ((5,), (7,), (10,)) and (aux2.name, aux1.name) == ("aux2", "aux1")
+    assert (aux1.params, aux2.params) == (8 * 10 + 10, 8 * 7 + 7) and main_out.macs == g.totals(g.inference_nodes()).macs
+    assert main(["check", "googlenet"]) == 0  # a name: found in the bundled registry
+    assert "aux 1000, 1000" in capsys.readouterr().out
