@@ -81,3 +81,37 @@ def test_incomplete_definitions_are_refused_at_registration(attrs, missing):
     with pytest.raises(OpDefinitionError, match=missing.replace("(", r"\(").replace(")", r"\)")):
         register_op(type("Probe", (Op,), body))
     assert "probe" not in OPS
+
+
+# Where the compiler itself names an op, and why: the graph's two ends, and `@drop_path(p)`, which
+# is sugar for the op of that name.
+NAMED_OPS = {("compiler/passes.py", "input"), ("compiler/passes.py", "output"),
+             ("compiler/elaborate.py", "output"), ("compiler/elaborate.py", "drop_path")}
+
+
+def test_nothing_outside_the_registry_keys_on_op_names():
+    """No second table: outside compiler/ops, no code compares `.op` with an op's name, indexes
+    OPS by a literal name (but NAMED_OPS) or builds a dict keyed by op names. So adding an op is
+    its definition plus its test (README, "Your own ops")."""
+    import ast
+    from pathlib import Path
+    from archc.compiler.ops.base import FAMILIES
+    root = Path(__file__).resolve().parents[1]
+    names = set(OPS) - set(FAMILIES)  # `conv`, `linear`, `scale` also name families, which may key tables
+    found = []
+    for path in [root / "__init__.py", *(p for d in ("dsl", "compiler", "runtime") for p in (root / d).rglob("*.py"))]:
+        rel = path.relative_to(root).as_posix()
+        if rel.startswith("compiler/ops/"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            literals = {c.value for c in ast.walk(node) if isinstance(c, ast.Constant) and c.value in set(OPS)}
+            if isinstance(node, ast.Compare) and any(isinstance(x, ast.Attribute) and x.attr == "op"
+                                                     for x in (node.left, *node.comparators)) and literals:
+                found.append(f"{rel}:{node.lineno} compares .op with {sorted(literals)}")
+            if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and node.value.id == "OPS":
+                found += [f"{rel}:{node.lineno} OPS[{n!r}]" for n in literals if (rel, n) not in NAMED_OPS]
+            if isinstance(node, ast.Dict):
+                keys = {k.value for k in node.keys if isinstance(k, ast.Constant)} & names
+                if len(keys) >= 2:
+                    found.append(f"{rel}:{node.lineno} a dict keyed by {sorted(keys)}")
+    assert found == []
