@@ -17,11 +17,11 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(ARCHC) check archs/densenet121.arch
-	$(ARCHC) summary archs/densenet121.arch --depth 1
-	$(ARCHC) compile archs/densenet121.arch --render -o out/densenet121.svg
-	$(ARCHC) train archs/resnet_uva.arch --data sample --out out/demo-run --epochs 2 --batch-size 128
-	$(ARCHC) eval archs/resnet_uva.arch --checkpoint out/demo-run/best.pt --data sample
+	$(ARCHC) check densenet121
+	$(ARCHC) summary densenet121 --depth 1
+	$(ARCHC) compile densenet121.arch --render -o out/densenet121.png
+	$(ARCHC) train resnet_uva --data sample --out out/demo-run --epochs 2 --batch-size 128 --force
+	$(ARCHC) eval resnet_uva --checkpoint out/demo-run/best.pt --data sample
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
