@@ -133,6 +133,11 @@ class CheckpointError(ArchError):
     phase = "checkpoint error"
 
 
+class MeasureError(ArchError):
+    """A measurement (``compare --measure``) failed in its child process."""
+    phase = "measure error"
+
+
 class DivergedError(ArchError):
     """Training produced a NaN or infinite loss; the last good checkpoint is kept."""
     phase = "training diverged"

@@ -20,7 +20,7 @@ import subprocess
 import sys
 from dataclasses import asdict, dataclass
 
-from archc.dsl.errors import ArchError
+from archc.dsl.errors import ArchError, MeasureError
 from archc.dsl.text import printable
 
 WARMUP_STEPS = 2  # excluded from timing: cuDNN autotuning, allocator growth, lazy init
@@ -36,10 +36,6 @@ class MeasureSpec:
     device: str  # auto | cpu | cuda
     steps: int  # timed steps per round
     rounds: int
-
-
-class MeasureError(ArchError):
-    phase = "measure error"
 
 
 # ---- parent side ------------------------------------------------------------------------------
