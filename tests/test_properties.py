@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from archc.compiler.builder import build_graph
 from archc.compiler.codegen import inplace
-from torchcheck import check_in_place, same_training_step, static_costs_match
+from torchcheck import check_in_place, one_thread, same_training_step, static_costs_match  # noqa: F401 (fixture)
 from archc.compiler.ops import OPS
 from archc.compiler.passes import compile_file
 from archc.dsl.errors import ArchError
@@ -35,14 +35,6 @@ KEEP_SHAPE = ("activation", "norm", "scale", "regularizer")
 ACTIVATIONS = sorted({op.example if op.args else op.name for op in OPS.values()
                       if op.family in KEEP_SHAPE and not any(a.kind == "floats" for a in op.args)} | {"identity"})
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tensors are tiny: handing work to other threads costs more than the work."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def window(size, k, s, p, d=1, ceil=False):

@@ -17,7 +17,7 @@ from archc.compiler.ops import OPS, Module, Op, OpDefinitionError, register_op
 from archc.compiler.ops.registry import BUILTIN_IO
 from archc.compiler.passes import compile_file
 from archc.compiler.render import to_dot
-from torchcheck import check_in_place, load_emitted, static_costs_match
+from torchcheck import check_in_place, load_emitted, one_thread, static_costs_match  # noqa: F401 (fixture)
 
 EXAMPLES = sorted(n for n in OPS if n not in BUILTIN_IO)
 
@@ -27,12 +27,6 @@ def one_op_network(name: str) -> str:
     return f"arch one_{name}\ninput [{', '.join(map(str, op.example_input))}]\n{op.example}\n"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("name", EXAMPLES)

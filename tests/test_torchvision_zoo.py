@@ -40,6 +40,7 @@ import archc
 from archc.dsl.loader import load
 from archc.runtime.cli import main
 from archc.runtime.weights import meta_model
+from torchcheck import one_thread  # noqa: F401 (autouse fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 MAC_TOLERANCE = 0.005  # relative, against torchvision's 3-decimal GMACs
@@ -116,16 +117,6 @@ ZOO = [
           sets={"stochastic_depth_prob": 0.5}, published=False),
 ]
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The torch checks run tiny batches at small sizes, where a second intra-op thread costs more
-    than it saves, and on a loaded machine OpenMP's spin-waiting multiplies the CPU time (measured:
-    20x on the 2-core CI machine under load)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _params(models, torch_check=False):
