@@ -6,6 +6,7 @@ tens of epochs: Nesterov SGD with momentum 0.9 generalises better than Adam on t
 runs converge; label smoothing 0.1 and weight decay 5e-4 are the usual CIFAR regularisers for small
 models without extra data. ``seed-table`` instead reproduces how the reference ("seed table") models in
 shared/zoo-targets.json were trained, so their published accuracies can be compared like for like.
+``airbench`` mirrors Keller Jordan's airbench94 (github.com/KellerJordan/cifar10-airbench): see ``AIRBENCH``.
 """
 from __future__ import annotations
 
@@ -43,6 +44,17 @@ def _seed_table(data: dict[str, Any]) -> dict[str, Any]:
     return common | {"optimizer": "adamw", "lr": 1e-3}
 
 
+# airbench94's hyperparameters, which it states per 1024 images of a summed loss with decoupled
+# momentum (lr 11.5, weight decay 0.0153, momentum 0.85), turned into torch SGD on a mean loss: the same
+# steps are lr = 11.5 / (1 + 1 / (1 - 0.85)) = 1.5 and weight decay 0.0153 / 11.5 (decay per step
+# lr x wd). It trains 9.9 epochs; epochs are whole here, so 10 (480 steps on CIFAR-10 instead of 476).
+AIRBENCH = {"batch_size": 1024, "epochs": 10, "optimizer": "sgd", "lr": 1.5, "momentum": 0.85, "nesterov": True,
+            "weight_decay": 0.0153 / 11.5, "schedule": "linear", "label_smoothing": 0.2, "augment": "airbench",
+            "val_split": 0.0, "norm_bias_lr": 64.0, "train_norm_weight": False, "whiten": True,
+            "whiten_bias_epochs": 3, "lookahead": 5, "tta": "flip-translate"}
+RECIPES = {"seed-table": _seed_table, "airbench": lambda data: AIRBENCH}
+
+
 def parse_size(value: Any) -> Any:
     """``8GB``, ``512MiB``, ``1.5G`` or a plain number of bytes, as an int; anything else is left for
     pydantic to refuse with the value shown."""
@@ -72,13 +84,26 @@ class TrainConfig(BaseModel):
     momentum: float = Field(0.9, ge=0, lt=1)  # SGD momentum (AdamW uses its own betas)
     nesterov: bool = True  # Nesterov momentum for SGD
     weight_decay: float = Field(5e-4, ge=0)  # L2 coefficient on every weight (decoupled for AdamW)
-    schedule: Literal["onecycle", "cosine", "multistep"] = "onecycle"  # lr shape over all steps of the run
+    # lr shape over all steps of the run; linear: airbench's warm-up from 0.2x to the peak, then down to 0.07x
+    schedule: Literal["onecycle", "cosine", "multistep", "linear"] = "onecycle"
     # multistep only, lr x0.1 at each: values < 1 are fractions of the epochs, values >= 1 epoch numbers
     milestones: list[Annotated[float, Field(gt=0)]] = Field(default_factory=lambda: [0.5, 0.75])
     # epochs after which the lr schedule starts over (set by `--resume --epochs N`: see config._extended)
     restarts: list[int] = Field(default_factory=list)
     label_smoothing: float = Field(0.1, ge=0, lt=1)  # probability mass spread over all classes
-    augment: Literal["standard", "none", "seed-table"] = "standard"  # standard: reflect-pad-4 crop + flip
+    # weight of each auxiliary head's loss (`@aux` outputs) added to the main loss: torchvision's GoogLeNet
+    # recipe uses 0.3 per head, Inception v3's 0.4; at most 1, so no head outweighs the main output
+    aux_weight: float = Field(0.3, ge=0, le=1)
+    # standard: reflect-pad-4 crop + flip; airbench: reflect-pad-2 crop + alternating flips (augment.alternating)
+    augment: Literal["standard", "none", "seed-table", "airbench"] = "standard"
+    # BatchNorm biases step with this multiple of the lr, their decay per step kept (airbench: 64)
+    norm_bias_lr: float = Field(1.0, gt=0, le=1e4)
+    train_norm_weight: bool = True  # false: BatchNorm weights stay at their initial 1 (airbench)
+    # the first conv becomes a whitening layer: weights from the training images' patch covariance, then fixed
+    whiten: bool = False
+    whiten_bias_epochs: int | None = Field(None, ge=0)  # the whitening layer's bias trains this many epochs, then stops
+    lookahead: int = Field(0, ge=0, le=1_000_000)  # every N steps, pull the weights to their moving average (0: off)
+    tta: Literal["none", "flip", "flip-translate"] = "none"  # test-time views averaged when scoring the test set
     seed: int = Field(0, ge=0, lt=2**32)  # seeds model init, data order, augmentation, dropout, the val split
     val_split: float = Field(0.1, ge=0, le=0.5)  # fraction of training images held out to select best.pt
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when available (config.json keeps the resolved one)
@@ -90,15 +115,14 @@ class TrainConfig(BaseModel):
     max_memory: int | None = Field(None, ge=1)  # bytes a run may use per device (estimated before allocating)
     quiet: bool = False  # one plain line per epoch instead of a live progress bar or progress lines
     eval_every: int = Field(1, ge=1)  # epochs between validation passes (the last epoch always validates)
-    recipe: Literal["default", "seed-table"] = "default"  # which defaults the unset keys take
+    recipe: Literal["default", "seed-table", "airbench"] = "default"  # which defaults the unset keys take
 
     @model_validator(mode="before")
     @classmethod
     def _apply_recipe(cls, data: Any) -> Any:
         """Recipe values fill only the keys the file and the flags left unset."""
-        if isinstance(data, dict) and data.get("recipe") == "seed-table":
-            return _seed_table(data) | data
-        return data
+        recipe = data.get("recipe") if isinstance(data, dict) else None
+        return RECIPES[recipe](data) | data if isinstance(recipe, str) and recipe in RECIPES else data
 
     @field_validator("max_memory", mode="before")
     @classmethod
@@ -129,6 +153,8 @@ class TrainConfig(BaseModel):
     def _one_start(self) -> TrainConfig:
         if self.resume and self.force:
             raise ValueError("--resume continues the run in --out; --force starts over in it: pass one of them")
+        if self.whiten_bias_epochs is not None and not self.whiten:
+            raise ValueError("whiten_bias_epochs applies to the whitening layer: set whiten = true, or drop it")
         return self
 
     def milestone_epochs(self, epochs: int | None = None) -> list[float]:
@@ -163,7 +189,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
     except FileRefused as e:
         raise UsageError(f"config file {e.what}", where=where, expected=e.expected or "a TOML file",
                          hint=e.hint or "pass a TOML file of TrainConfig keys") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+    except (OSError, ValueError, RecursionError) as e:  # TOMLDecodeError, bad UTF-8, a 5,000-digit int, deep nesting
         raise UsageError("cannot read config file", where=where, expected="a UTF-8 TOML file",
                          found=printable(e)) from None
 

@@ -24,7 +24,9 @@ def format_epoch(rec: dict[str, Any], epochs: int) -> str:
             f"val {val} (loss {val_loss})  lr {rec['lr']:.2e}  {rec['images_per_s']:,.0f} img/s  {rec['seconds']:.1f}s")
 
 
-class _Silent:
+class Silent:
+    """Progress that shows nothing, so the loop never reads the device for it (also bench/gpu.py's)."""
+
     def wants(self, step: int) -> bool:
         return False
 
@@ -70,9 +72,9 @@ class Display:
         self.mode = "silent" if not enabled or quiet else "live" if sys.stdout.isatty() else "lines"
 
     @contextlib.contextmanager
-    def epoch(self, epoch: int) -> Iterator[_Silent | _Lines | _Bar]:
+    def epoch(self, epoch: int) -> Iterator[Silent | _Lines | _Bar]:
         if self.mode != "live":
-            yield _Lines(epoch, self.epochs, self.steps, self.batch) if self.mode == "lines" else _Silent()
+            yield _Lines(epoch, self.epochs, self.steps, self.batch) if self.mode == "lines" else Silent()
             return
         columns = (TextColumn(f"epoch {epoch}/{self.epochs}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("{task.fields[stats]}"), TimeElapsedColumn())

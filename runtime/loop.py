@@ -9,7 +9,7 @@ from torch import nn
 
 from archc.dsl.errors import DivergedError
 from archc.runtime import distributed
-from archc.runtime.augment import AUGMENTS, normalize
+from archc.runtime.augment import normalize
 from archc.runtime.session import Session
 
 CHECK_EVERY = 20  # steps between loss checks: each costs a device sync, and a NaN step cannot be undone anyway
@@ -30,12 +30,13 @@ def train_epoch(s: Session, epoch: int, progress: Progress) -> dict[str, float]:
 
     Loss and accuracy accumulate on the device; the host reads them only at a loss check or when
     ``progress`` shows them. Raises DivergedError at the first non-finite loss, naming the epoch and step.
+    A net with auxiliary heads (``@aux``) returns (main, *aux) in training: its loss is the main loss
+    plus ``aux_weight`` times each head's, and the accuracy is the main output's.
     """
     s.net.train()
     batch = s.cfg.batch_size
     local = batch // s.world
     keep = slice(s.rank * local, (s.rank + 1) * local)
-    augment = AUGMENTS[s.cfg.augment]
     criterion = nn.CrossEntropyLoss(label_smoothing=s.cfg.label_smoothing)
     perm = torch.randperm(len(s.data.train_y), generator=s.generator, device=s.device)
     losses = torch.zeros(s.steps, device=s.device)
@@ -43,14 +44,20 @@ def train_epoch(s: Session, epoch: int, progress: Progress) -> dict[str, float]:
     start, checked = time.perf_counter(), 0
     for step in range(s.steps):
         idx = perm[step * batch:(step + 1) * batch]
-        x, y = augment(s.data.train_x, idx, s.generator, keep), s.data.train_y[idx[keep]]
+        x, y = s.augment(s.data.train_x, idx, s.generator, keep, epoch), s.data.train_y[idx[keep]]
         with s.autocast():
             out = s.net(x)
-            loss = criterion(out, y)
+            if isinstance(out, tuple):
+                out, *aux = out
+                loss = criterion(out, y) + s.cfg.aux_weight * sum(criterion(a, y) for a in aux)
+            else:
+                loss = criterion(out, y)
         s.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         s.optimizer.step()
         s.schedule.step()
+        if s.lookahead:
+            s.lookahead.step(s.schedule.last_epoch)  # the scheduler counts the run's steps
         losses[step] = loss.detach()
         correct += (out.argmax(1) == y).sum()
         done = step + 1
@@ -84,23 +91,39 @@ def _check_finite(s: Session, losses: torch.Tensor, lo: int, hi: int, epoch: int
 
 
 @torch.no_grad()
-def predict(model: nn.Module, images: torch.Tensor, bf16: bool) -> torch.Tensor:
-    """The logits of every uint8 image (float32), in eval mode, EVAL_BATCH images per forward pass."""
+def predict(model: nn.Module, images: torch.Tensor, bf16: bool, tta: str = "none") -> torch.Tensor:
+    """The logits of every uint8 image (float32), in eval mode, EVAL_BATCH images per forward pass,
+    averaged over the test-time views ``tta`` (see ``views``)."""
     model.eval()
     logits = []
     for i in range(0, len(images), EVAL_BATCH):
         x = normalize(images[i:i + EVAL_BATCH].contiguous(memory_format=torch.channels_last))
         with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=bf16):
-            logits.append(model(x).float())
+            logits.append(views(model, x, tta))
     return torch.cat(logits) if logits else torch.zeros(0, 0, device=images.device)
 
 
-def heldout(s: Session, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
-    """(accuracy, mean cross-entropy) on held-out images; each rank scores a contiguous share, and
-    the sums are added up across ranks in one collective."""
+def views(model: nn.Module, x: torch.Tensor, tta: str) -> torch.Tensor:
+    """airbench94's test-time augmentation, as float32 logits: ``flip`` averages the image and its
+    mirror; ``flip-translate`` gives that half the weight and the other half to the same pair shifted
+    one pixel up-left and one down-right (reflect padding), 6 forward passes in all."""
+    if tta == "none":
+        return model(x).float()
+    mirrored = (model(x).float() + model(x.flip(-1)).float()) / 2
+    if tta == "flip":
+        return mirrored
+    h, w = x.shape[-2:]
+    padded = nn.functional.pad(x, (1, 1, 1, 1), mode="reflect")
+    shifted = [views(model, padded[..., d:d + h, d:d + w], "flip") for d in (0, 2)]
+    return (mirrored + (shifted[0] + shifted[1]) / 2) / 2
+
+
+def heldout(s: Session, images: torch.Tensor, labels: torch.Tensor, tta: str = "none") -> tuple[float, float]:
+    """(accuracy, mean cross-entropy) on held-out images, the logits averaged over the views ``tta``;
+    each rank scores a contiguous share, and the sums are added up across ranks in one collective."""
     n = len(labels)
     lo, hi = n * s.rank // s.world, n * (s.rank + 1) // s.world
-    logits, y = predict(s.fast, images[lo:hi], s.bf16), labels[lo:hi]
+    logits, y = predict(s.fast, images[lo:hi], s.bf16, tta), labels[lo:hi]
     sums = torch.zeros(2, dtype=torch.float64, device=s.device)
     if len(y):
         sums += torch.stack([(logits.argmax(1) == y).sum().double(),

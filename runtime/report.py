@@ -6,6 +6,7 @@ TensorBoard event files are the exception, append-only by design (see ``Board``)
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import os
 import socket
@@ -86,7 +87,9 @@ class Board:
             self.path = None
             return
         self.Event, self.Summary, self.RecordWriter = Event, Summary, RecordWriter
-        self.path = out / f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}.archc"
+        stem = f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}"
+        # a file of its own per run, even for two runs in one process within one second (resume after Ctrl-C)
+        self.path = next(p for n in itertools.count() if not (p := out / f"{stem}{f'.{n}' if n else ''}.archc").exists())
         self._append([Event(wall_time=time.time(), file_version="brain.Event:2"),
                       Event(wall_time=time.time(), step=first_epoch, session_log=SessionLog(status=SessionLog.START))])
 

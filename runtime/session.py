@@ -11,9 +11,12 @@ from torch import nn
 
 from archc.dsl.errors import CheckpointError, UsageError
 from archc.runtime import checkpoint, distributed, rng
+from archc.runtime.augment import Augment, for_run
 from archc.runtime.config import TrainConfig
 from archc.runtime.data import Cifar10, load_cifar10, resolve
-from archc.runtime.schedule import build_optimizer, build_schedule
+from archc.runtime.lookahead import Lookahead
+from archc.runtime.schedule import build_optimizer, build_schedule, param_groups, phase_steps
+from archc.runtime.whiten import whiten, whitening_layer
 
 
 RESUME_HINT = ("resume with the .arch file and --set values the run was started with (RUN_DIR/config.json keeps "
@@ -40,37 +43,62 @@ class Session:
     rank: int
     world: int
     steps: int  # optimizer steps per epoch: whole global batches only, so every shard is equal
+    augment: Augment  # cfg.augment for this run's training images
+    lookahead: Lookahead | None  # cfg.lookahead > 0: the weights' moving average (saved with the run)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
 
-def create(cfg: TrainConfig, model: nn.Module, device: torch.device) -> Session:
-    """Load the data onto ``device`` and wrap ``model`` for it (channels_last, compile, DDP)."""
+def create(cfg: TrainConfig, model: nn.Module, device: torch.device, images: Cifar10 | None = None) -> Session:
+    """Load the data onto ``device`` and wrap ``model`` for it (channels_last, compile, DDP).
+
+    ``images``: the data set already on ``device`` (bench/gpu.py's synthetic sets) instead of ``cfg.data``.
+    """
     rank, world = distributed.world()
     if cfg.batch_size % world:
         raise UsageError(f"batch {cfg.batch_size} does not split evenly over {world} processes", where="--batch-size",
                          hint=f"use a multiple of {world}")
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed 32x32 shapes: the autotuned kernels pay off at once
-    distributed.on_rank0(lambda: resolve(cfg.data), device, "fetch the data")  # one download, not one per rank
-    data, val_x, val_y = holdout(load_cifar10(cfg.data, device), cfg.val_split, cfg.seed)
+    if images is None:
+        distributed.on_rank0(lambda: resolve(cfg.data), device, "fetch the data")  # one download, not one per rank
+        images = load_cifar10(cfg.data, device)
+    data, val_x, val_y = holdout(images, cfg.val_split, cfg.seed)
     steps = len(data.train_y) // cfg.batch_size
     if steps == 0:
         held = f" ({len(val_y)} more are held out by --val-split {cfg.val_split})" if len(val_y) else ""
         raise UsageError(f"batch {cfg.batch_size} is larger than the {len(data.train_y)} training images{held}",
                          where="--batch-size", hint=f"use at most {len(data.train_y)}")
     model.to(device, memory_format=torch.channels_last)
+    whitening = _fixed_weights(cfg, model, data.train_x)  # before DDP, which registers the trained tensors
     net = model
     if world > 1:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     if cfg.compile:  # outside DDP, so its graph breaks fall on gradient-bucket boundaries
         net = torch.compile(net)
     fast = net if world == 1 else model  # evaluation must not run DDP's collectives
-    optimizer = build_optimizer(cfg, model)
+    optimizer = build_optimizer(cfg, param_groups(cfg, model, whitening))
+    lookahead = Lookahead(model, cfg.lookahead, phase_steps(cfg, steps)) if cfg.lookahead else None
     return Session(cfg, model, fast, net, optimizer, build_schedule(cfg, optimizer, steps),
                    torch.Generator(device=device).manual_seed(cfg.seed), data, val_x, val_y, device,
-                   distributed.precision(cfg.precision, device) == "bf16", rank, world, steps)
+                   distributed.precision(cfg.precision, device) == "bf16", rank, world, steps,
+                   for_run(cfg.augment, len(data.train_y), cfg.seed, device), lookahead)
+
+
+def _fixed_weights(cfg: TrainConfig, model: nn.Module, train_x: torch.Tensor) -> nn.Conv2d | None:
+    """Freeze what the recipe keeps fixed: BatchNorm weights (``train_norm_weight`` false) and the
+    whitening layer, set from the training images (``whiten``); returns that layer. On a resume the
+    checkpoint's weights replace the whitening computed here."""
+    if not cfg.train_norm_weight:
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.weight is not None:
+                m.weight.requires_grad_(False)
+    if not cfg.whiten:
+        return None
+    layer = whitening_layer(model)
+    whiten(layer, train_x)
+    return layer
 
 
 def holdout(data: Cifar10, fraction: float, seed: int) -> tuple[Cifar10, torch.Tensor, torch.Tensor]:
@@ -91,7 +119,8 @@ def state(s: Session, epoch: int, history: list[dict], best: dict) -> dict[str, 
     """Everything a resume needs, as tensors and plain values (see checkpoint.load). Call on rank 0."""
     return {"epoch": epoch, "config": s.cfg.model_dump(mode="json"), "model": s.model.state_dict(),
             "optimizer": s.optimizer.state_dict(), "schedule": s.schedule.state_dict(), "rng": rng.capture(),
-            "data_generator": s.generator.get_state(), "history": history, "best": best}
+            "data_generator": s.generator.get_state(), "history": history, "best": best,
+            **({"lookahead": s.lookahead.state_dict()} if s.lookahead else {})}
 
 
 def restore(s: Session) -> tuple[int, list[dict], dict]:
@@ -106,6 +135,8 @@ def restore(s: Session) -> tuple[int, list[dict], dict]:
         s.optimizer.load_state_dict(saved["optimizer"])
         s.schedule.load_state_dict(saved["schedule"])
         s.generator.set_state(saved["data_generator"])
+        if s.lookahead:
+            s.lookahead.load_state_dict(saved["lookahead"])
         if s.rank == 0:
             rng.restore(saved["rng"])
         else:  # other ranks' streams (their dropout masks) need only differ from rank 0's, not replay

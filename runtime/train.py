@@ -207,7 +207,7 @@ def _finish(s: Session, history: list[dict], best: dict, facts: SpecFacts | None
     if best["epoch"] != history[-1]["epoch"]:  # the weights in memory are the last epoch's
         path = s.cfg.out / "best.pt"
         checkpoint.load_model_state(s.model, checkpoint.load(path), path)
-    test_acc, test_loss = heldout(s, s.data.test_x, s.data.test_y) if len(s.data.test_y) else (None, None)
+    test_acc, test_loss = heldout(s, s.data.test_x, s.data.test_y, s.cfg.tta) if len(s.data.test_y) else (None, None)
     summary = _summary(s, history, best, facts) | {"test_acc": test_acc, "test_loss": test_loss}
 
     def write() -> None:
@@ -226,7 +226,7 @@ def _summary(s: Session, history: list[dict], best: dict, facts: SpecFacts | Non
     return {"arch": facts.arch if facts else None, "graph_hash": facts.graph_hash if facts else None,
             "macs": facts.macs if facts else None, "params": sum(p.numel() for p in s.model.parameters()),
             "epochs": len(history), "best_epoch": best["epoch"], "best_val_acc": best["val_acc"],
-            "selected_on": "val" if len(s.val_y) else "last epoch (--val-split 0)",
+            "selected_on": "val" if len(s.val_y) else "last epoch (--val-split 0)", "tta": s.cfg.tta,
             "final_val_acc": history[-1]["val_acc"],
             "images": {"train": len(s.data.train_y), "val": len(s.val_y), "test": len(s.data.test_y)},
             "total_seconds": sum(r["seconds"] for r in history), "images_per_s": images * len(history) / train_seconds,
@@ -245,8 +245,8 @@ def _header(s: Session, facts: SpecFacts | None, done: int) -> list[str]:
     return [f"archc {__version__} train: {net}, {params:,} params",
             f"device: {distributed.device_name(s.device)}, {'bf16 autocast' if s.bf16 else 'fp32'}{procs}",
             f"data: {printable(cfg.data)}: {len(s.data.train_y):,} train / {len(s.val_y):,} val / "
-            f"{len(s.data.test_y):,} test images; {s.steps} steps of {cfg.batch_size} per epoch",
-            f"run: {printable(cfg.out)} ({start}, {cfg.epochs} epochs{restarts}; tensorboard --logdir {printable(cfg.out.parent)})"]
+            f"{len(s.data.test_y):,} test images; {s.steps} step{'s' * (s.steps != 1)} of {cfg.batch_size} per epoch",
+            f"run: {printable(cfg.out)} ({start}, {cfg.epochs} epoch{'s' * (cfg.epochs != 1)}{restarts}; tensorboard --logdir {printable(cfg.out.parent)})"]
 
 
 def _footer(cfg: TrainConfig, summary: dict[str, Any]) -> list[str]:
@@ -255,7 +255,8 @@ def _footer(cfg: TrainConfig, summary: dict[str, Any]) -> list[str]:
     chosen = (f"best.pt: {best}, chosen on validation accuracy {summary['best_val_acc']:.2%}"
               if summary.get("best_val_acc") is not None else f"best.pt: {best}, the last (no validation split)")
     test = summary.get("test_acc")
-    scored = f"test accuracy {test:.2%} on {summary['images']['test']:,} images (measured once, on best.pt)" \
+    views = f", {summary['tta']} test-time views" if summary.get("tta", "none") != "none" else ""
+    scored = f"test accuracy {test:.2%} on {summary['images']['test']:,} images (measured once, on best.pt{views})" \
         if test is not None else "no test images"
     arch = shlex.quote(str(cfg.arch)) if cfg.arch else "FILE"
     best_pt = shlex.quote(str(cfg.out / "best.pt"))

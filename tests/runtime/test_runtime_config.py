@@ -135,3 +135,66 @@ def test_help_has_examples():
     for command in (commands.train_command, commands.eval_command):
         result = CliRunner().invoke(command, ["--help"])
         assert result.exit_code == 0 and "Example" in result.output
+
+
+def test_airbench_recipe_takes_airbench94s_steps_in_torch_terms():
+    """airbench94 states lr 11.5 and weight decay 0.0153 per 1024 images of a summed loss, with momentum
+    0.85 decoupled (its main(): lr / kilostep_scale); on a mean loss the same SGD steps need the values below."""
+    cfg = resolve_config({"arch": "archs/airbench94.arch", "out": "x", "recipe": "airbench"})
+    kilostep = 1024 * (1 + 1 / (1 - 0.85))
+    lr_summed, decay_per_step = 11.5 / kilostep, 0.0153 * 1024 / kilostep
+    assert cfg.lr == pytest.approx(lr_summed * 1024) and cfg.lr * cfg.weight_decay == pytest.approx(decay_per_step)
+    assert (cfg.batch_size, cfg.momentum, cfg.nesterov, cfg.label_smoothing, cfg.norm_bias_lr) == (1024, 0.85, True, 0.2, 64)
+    assert (cfg.augment, cfg.schedule, cfg.tta, cfg.lookahead, cfg.val_split) == ("airbench", "linear", "flip-translate", 5, 0)
+    assert (cfg.whiten, cfg.whiten_bias_epochs, cfg.train_norm_weight) == (True, 3, False)
+    assert resolve_config({"out": "x", "recipe": "airbench", "lookahead": 0, "epochs": 3}).lookahead == 0  # flags win
+
+
+def test_whiten_bias_epochs_needs_a_whitening_layer_and_aux_weight_is_bounded():
+    with pytest.raises(UsageError, match="set whiten = true"):
+        resolve_config({"out": "x", "whiten_bias_epochs": 3})
+    for bad in (-0.1, 1.5):
+        with pytest.raises(UsageError, match="'aux_weight'") as e:
+            resolve_config({"out": "x", "aux_weight": bad})
+        assert "--aux-weight" in str(e.value)
+
+
+def test_linear_schedule_is_airbench94s_get_lr():
+    total = 476  # airbench94 on CIFAR-10: ceil(48 steps x 9.9 epochs)
+
+    def get_lr(step):  # airbench94.py's, transcribed
+        warmup_steps = int(total * 0.23)
+        if step < warmup_steps:
+            frac = step / warmup_steps
+            return 0.2 * (1 - frac) + 1.0 * frac
+        frac = (step - warmup_steps) / (total - warmup_steps)
+        return 1.0 * (1 - frac) + 0.07 * frac
+
+    factor = lr_factor(TrainConfig(out="x", epochs=4, schedule="linear"), steps_per_epoch=119)
+    assert [factor(s) for s in range(total)] == pytest.approx([get_lr(s) for s in range(total)], rel=1e-12)
+
+
+def test_airbench_groups_fix_norm_weights_scale_norm_biases_and_stop_the_whitening_bias():
+    from archc.runtime.schedule import build_optimizer, build_schedule, param_groups
+
+    cfg = resolve_config({"out": "x", "recipe": "airbench", "epochs": 6})
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 24, 2), torch.nn.BatchNorm2d(24), torch.nn.Conv2d(24, 8, 3))
+    model[0].weight.requires_grad_(False)  # as runtime.whiten leaves it
+    model[1].weight.requires_grad_(False)  # as train_norm_weight = false leaves it
+    opt = build_optimizer(cfg, param_groups(cfg, model, model[0]))
+    groups = {g.get("role"): g for g in opt.param_groups}
+    assert [p for p in groups[None]["params"]] == [model[2].weight, model[2].bias]
+    assert groups["norm_bias"]["params"] == [model[1].bias] and groups["whiten_bias"]["params"] == [model[0].bias]
+    assert groups["norm_bias"]["lr"] == pytest.approx(64 * cfg.lr)
+    assert groups["norm_bias"]["lr"] * groups["norm_bias"]["weight_decay"] == pytest.approx(cfg.lr * cfg.weight_decay)
+    schedule = build_schedule(cfg, opt, steps_per_epoch=10)
+    lrs = []
+    for _ in range(60):
+        lrs.append({role: g["lr"] for role, g in zip(groups, opt.param_groups)})
+        opt.step()
+        schedule.step()
+    factor = lr_factor(cfg, 10)
+    assert [r[None] for r in lrs] == pytest.approx([cfg.lr * factor(s) for s in range(60)])
+    assert all(r["whiten_bias"] == r[None] for r in lrs[:30]) and all(r["whiten_bias"] == 0 for r in lrs[30:])  # 3 epochs
+    default = resolve_config({"out": "x"})
+    assert len(build_optimizer(default, param_groups(default, model)).param_groups) == 1  # other recipes: one group
