@@ -9,15 +9,29 @@ from __future__ import annotations
 def check(path_or_text, overrides: dict | None = None, **params):
     """Parse, elaborate, validate, infer shapes and costs; returns the ``Graph``.
 
-    A path (``os.PathLike``, or a one-line string ending in ``.arch``) is read from disk;
-    any other string is the spec's text. ``params`` win over ``overrides``, as ``--set`` does.
+    A path (``os.PathLike``) is read from disk; so is a one-line string, a path or a name found as
+    the command line finds FILE (``resnet50``: the working folder, $ARCHC_PATH, the bundled registry),
+    since no spec fits on one line. Any other string is the spec's text. ``params`` win over
+    ``overrides``, as ``--set`` does.
     """
     import os
     from archc.compiler.passes import compile_file
     text = os.fspath(path_or_text)
-    is_path = isinstance(path_or_text, os.PathLike) or ("\n" not in text and text.endswith(".arch"))
     values = {**(overrides or {}), **params}
-    return (compile_file(path=text, overrides=values) if is_path else compile_file(text=text, overrides=values)).graph
+    if isinstance(path_or_text, os.PathLike) or len(text.splitlines()) <= 1:  # CR-only text has lines too
+        return compile_file(path=str(_resolve(text)), overrides=values).graph
+    return compile_file(text=text, overrides=values).graph
+
+
+def _resolve(name: str):
+    from archc.compiler.registry import not_found
+    from archc.dsl.errors import UsageError
+    from archc.dsl.loader import resolve
+    try:
+        return resolve(name)
+    except LookupError:
+        raise UsageError(not_found(name), where="archc.check",
+                         hint="pass a path, a name `archc list` shows, or the spec's text") from None
 
 
 def __getattr__(name):

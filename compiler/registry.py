@@ -2,6 +2,7 @@
 ``archs/``, by name (file name = arch name); a name on an earlier folder hides a later one."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,18 @@ def entries() -> list[Entry]:
     whatever .arch files lie where the command happens to run would not be the registry."""
     seen: dict[str, Entry] = {}
     for folder in search_path()[1:]:
-        for p in sorted(folder.glob("*.arch")) if folder.is_dir() else ():
+        for p in sorted(folder.glob("*.arch")) if os.path.isdir(folder) else ():  # False, not OSError, for a bad entry
             seen.setdefault(p.stem, Entry(p.stem, p, folder == ARCHS))
     return sorted(seen.values(), key=lambda e: e.name)
+
+
+def not_found(name: str) -> str:
+    """Why a spec name found nothing: where it was looked for, and the nearest names."""
+    import difflib
+
+    from archc.dsl.loader import ARCHC_PATH
+    from archc.dsl.text import printable
+    near = difflib.get_close_matches(name.removesuffix(".arch"), [e.name for e in entries()], n=3)
+    where = f"the working folder, ${ARCHC_PATH} ({printable(os.environ.get(ARCHC_PATH) or 'unset')}) and the bundled registry"
+    return (f"no spec named {printable(name)!r} in {where}" + (f"; did you mean {' or '.join(near)}?" if near else "")
+            + " (`archc list` shows the names)")

@@ -24,7 +24,7 @@ import subprocess
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 from archc.compiler.fanin import FanIn, Facts, prefixes
 from archc.compiler.ir import Graph
@@ -114,13 +114,20 @@ def to_dot(graph: Graph, depth: int | None = None, *, rankdir: str = "TB", dpi: 
     return dot.source
 
 
+def _write_file(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
 def render(graph: Graph, out_path: str | Path, fmt: str = "svg", depth: int | None = None, *,
-           rankdir: str = "TB", dpi: int = DEFAULT_DPI, max_boxes: int = MAX_BOXES) -> Path:
+           rankdir: str = "TB", dpi: int = DEFAULT_DPI, max_boxes: int = MAX_BOXES,
+           write: Callable[[Path, bytes], None] = _write_file) -> Path:
     """Draw ``graph`` with Graphviz's ``dot`` into ``out_path``; returns the file written.
 
     A suffix naming a known format (``.png``) wins over ``fmt``; without one, ``.fmt`` is
     appended. If ``dot`` is missing or fails, the DOT source is written next to the output
-    so nothing is lost, and a ``RenderError`` says how to finish the job.
+    so nothing is lost, and a ``RenderError`` says how to finish the job. ``write(path, bytes)``
+    writes each file (the command line passes one that refuses FIFOs and devices).
     """
     import graphviz
     out = Path(out_path)
@@ -134,22 +141,23 @@ def render(graph: Graph, out_path: str | Path, fmt: str = "svg", depth: int | No
     if dpi < 1:
         raise RenderError(f"--dpi {dpi} is not a resolution", where="--dpi", expected="a positive number, e.g. 200")
     source = to_dot(graph, depth, rankdir=rankdir, dpi=dpi if fmt == "png" else None, max_boxes=max_boxes)
-    out.parent.mkdir(parents=True, exist_ok=True)
     try:
-        out.write_bytes(graphviz.Source(source).pipe(format=fmt))
+        image = graphviz.Source(source).pipe(format=fmt)
     except graphviz.ExecutableNotFound:
         raise _failed(out, fmt, source, "Graphviz's `dot` program is not on PATH",
                       "install Graphviz (`apt-get install graphviz`, `brew install graphviz`, or "
-                      "https://graphviz.org/download) and run again") from None
+                      "https://graphviz.org/download) and run again", write) from None
     except subprocess.CalledProcessError as e:  # graphviz's own error type derives from it
         detail = " / ".join((e.stderr or b"").decode(errors="replace").split("\n"))
-        raise _failed(out, fmt, source, "Graphviz's `dot` failed", printable(detail[-500:], None) or str(e)) from None
+        raise _failed(out, fmt, source, "Graphviz's `dot` failed", printable(detail[-500:], None) or str(e),
+                      write) from None
+    write(out, image)
     return out
 
 
-def _failed(out: Path, fmt: str, source: str, what: str, hint: str) -> RenderError:
+def _failed(out: Path, fmt: str, source: str, what: str, hint: str, write) -> RenderError:
     dot_path = out.with_suffix(".dot")
-    dot_path.write_text(source)
+    write(dot_path, source.encode())
     return RenderError(f"{what}; wrote the graph source to {dot_path} instead", where=str(out),
                        hint=f"{hint}; or convert it later with `dot -T{fmt} {dot_path} -o {out}`")
 

@@ -60,16 +60,26 @@ class ArchError(Exception):
 
     def __str__(self) -> str:
         place = str(self.span) if self.span else (self.where or "archc")
-        lines = [f"{place}: {self.phase}: {self.what}"]
+        lines = [f"{_bounded(place)}: {self.phase}: {_bounded(self.what)}"]
         if self.span and self.span.caret():
             lines.append(self.span.caret())
         if self.expected is not None:
-            lines.append(f"  expected: {self.expected}")
+            lines.append(f"  expected: {_bounded(self.expected)}")
         if self.found is not None:
-            lines.append(f"  found:    {self.found}")
+            lines.append(f"  found:    {_bounded(self.found)}")
         if self.hint:
-            lines.append(f"  hint: {self.hint}")
+            lines.append(f"  hint: {_bounded(self.hint)}")
         return "\n".join(lines)
+
+
+_MAX_PART = 1000  # characters of one part of a message: a 10,000-character name or a 100 KB --set stays readable
+
+
+def _bounded(text: str) -> str:
+    """``text`` with the middle of an overlong part elided (its start and end say what it is)."""
+    if len(text) <= _MAX_PART:
+        return text
+    return f"{text[:600]}...({len(text) - 900:,} characters)...{text[-300:]}"
 
 
 class ParseError(ArchError):

@@ -58,7 +58,9 @@ def _check_target(path: Path, target: Path) -> None:
     """Refuse to replace anything but a regular file (or nothing)."""
     try:
         mode = target.stat().st_mode
-    except OSError:  # absent, or its folder is unusable: creating the temporary file says why
+    except OSError as e:  # absent, or its folder is unusable: creating the temporary file says why
+        if e.errno == errno.ELOOP:  # a loop of links: the rename would replace the link, not follow it
+            raise _write_error(path, e) from None
         return
     kind = next((name for test, name in _KINDS if test(mode)), None)
     if kind:
@@ -102,6 +104,9 @@ _WRITE_FAILURES = {
 def _write_error(path: Path, e: OSError) -> CheckpointError:
     """Why, where and how to fix it; ``err.fix`` is the fix alone, for callers that add what to do next."""
     why, fix = _WRITE_FAILURES.get(e.errno, (e.strerror or str(e), "check the folder"))
+    if e.errno == errno.ENOENT and path.parent.is_dir():  # /proc, /sys: the folder is there, new files are not
+        why, fix = "the folder does not take new files (a virtual file system such as /proc or /sys?)", \
+            "choose a folder on a disk"
     kept = f"; the previous {printable(path.name)} is kept unchanged" if os.path.lexists(path) else ""
     err = CheckpointError(f"could not write {printable(path.name)}: {why}{kept}", where=str(path),
                           found=f"{type(e).__name__} [{errno.errorcode.get(e.errno, e.errno)}]: {printable(e.strerror or e)}",

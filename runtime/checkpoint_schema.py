@@ -174,6 +174,7 @@ class Checkpoint(_Strict):
     data_generator: Tensor
     history: Annotated[list[HistoryEntry], FailFast]
     best: Best
+    lookahead: Annotated[dict[str, Tensor], FailFast] | None = None  # the weights' moving average (--lookahead)
 
 
 StateDict = TypeAdapter(Annotated[dict[str, Tensor], FailFast], config=ConfigDict(strict=True, arbitrary_types_allowed=True))

@@ -73,7 +73,8 @@ class SpecFile(click.ParamType):
         try:
             path = resolve(str(value))
         except LookupError:
-            self.fail(_not_found(str(value)), param, ctx)
+            from archc.compiler.registry import not_found
+            self.fail(not_found(str(value)), param, ctx)
         if not os.path.exists(path):
             self.fail(f"{printable(value)!r} does not exist.", param, ctx)
         if os.path.isdir(path):
@@ -81,16 +82,6 @@ class SpecFile(click.ParamType):
         if not os.access(path, os.R_OK):
             self.fail(f"{printable(value)!r} is not readable.", param, ctx)
         return str(path)  # a FIFO or a device passes here: the loader refuses it with a located message
-
-
-def _not_found(name: str) -> str:
-    import difflib
-    from archc.compiler.registry import entries
-    from archc.dsl.loader import ARCHC_PATH
-    near = difflib.get_close_matches(name.removesuffix(".arch"), [e.name for e in entries()], n=3)
-    where = f"the working folder, ${ARCHC_PATH} ({os.environ.get(ARCHC_PATH) or 'unset'}) and the bundled registry"
-    return (f"no spec named {printable(name)!r} in {where}" + (f"; did you mean {' or '.join(near)}?" if near else "")
-            + " (`archc list` shows the names)")
 
 
 FILE = SpecFile()
@@ -114,6 +105,12 @@ BYTES = ByteSize()
 def parse_sets(sets) -> dict:
     from archc.compiler.passes import parse_value
     from archc.dsl.errors import UsageError
+    from archc.dsl.loader import MAX_FILE_BYTES
+    size = sum(len(item) for item in sets)
+    if size > MAX_FILE_BYTES:  # .arch text, parsed at a spec file's pace: a 1 MB list took minutes
+        raise UsageError(f"--set values of {size:,} characters", where="--set",
+                         expected=f"at most {MAX_FILE_BYTES:,} characters together, as in a spec file",
+                         hint="put large values in the .arch file, as parameter defaults")
     out = {}
     for item in sets:
         key, eq, value = item.partition("=")
@@ -177,7 +174,8 @@ def summary(file, depth, as_json, sets, **limits):
 @click.option("--depth", type=click.IntRange(0), default=None,
               help="--render / --emit dot: collapse scopes deeper than this (0: one box). Default: what fits a page.")
 @click.option("--rankdir", type=click.Choice(["TB", "LR", "BT", "RL"]), help="--render / --emit dot: layout direction.")
-@click.option("--dpi", type=click.IntRange(1), help="--render to PNG: resolution (default 200).")
+@click.option("--dpi", type=click.IntRange(1, 1200),  # Graphviz spent 80 s on --dpi 10**9 to draw 7 boxes
+              help="--render to PNG: resolution (default 200).")
 @click.option("--max-render-nodes", type=click.IntRange(1),
               help="--render / --emit dot: refuse drawings with more boxes (Graphviz slows down sharply beyond a few thousand).")
 @click.option("--weights", metavar="torchvision:NAME[:ENUM]", help="Load torchvision weights into the built module.")
@@ -300,7 +298,26 @@ def main(argv=None) -> int:
         return e.exit_code
     except BrokenPipeError:
         return 0
+    except (MemoryError, RuntimeError) as e:
+        if not _out_of_memory(e):
+            raise
+        click.echo(str(_memory_error(e)), err=True)
+        return 2
     return code if isinstance(code, int) else 0
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    """An allocation the estimates let through failed (they are floors): torch's CPU allocator, CUDA, Python."""
+    return isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError" or "can't allocate memory" in str(e)
+
+
+def _memory_error(e: BaseException) -> ArchError:
+    from archc.dsl.errors import LimitError
+    detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return LimitError("out of memory: an allocation failed although the estimate fitted", where="--max-memory",
+                      found=printable(detail, 300),
+                      hint="lower --batch-size or make the network smaller; --max-memory set below what the machine "
+                           "has leaves room for what the estimate does not count")
 
 
 if __name__ == "__main__":

@@ -17,11 +17,14 @@ from archc.dsl.errors import ArchError, CheckpointError, UsageError
 from archc.dsl.text import printable
 from archc.runtime import checkpoint as ckpt
 from archc.runtime import distributed, preflight, rundir
-from archc.runtime.cli import FILE, parse_sets
+from archc.runtime.cli import BYTES, FILE, parse_sets
 from archc.runtime.config import TrainConfig, resolve_config
 from archc.runtime.data import CLASSES
 from archc.runtime.data import resolve as resolve_data
-from archc.runtime.evaluate import check_plot_path, evaluate, print_report
+from archc.runtime.evaluate import evaluate, print_report
+from archc.runtime.loop import EVAL_BATCH
+from archc.runtime.memory import check_build_fits
+from archc.runtime.paths import check_png
 from archc.runtime.train import build_model, train
 
 TRAIN_HELP = """Train the network of FILE on CIFAR-10, writing checkpoints and metrics to RUN_DIR.
@@ -31,6 +34,7 @@ Example:
   archc train archs/resnet_uva.arch --data sample --epochs 2     # -> runs/resnet_uva-<time>/
   archc train archs/resnet20.arch --data cifar10 --out runs/r56 --set depth=56 --nproc 2
   archc train archs/resnet_uva.arch --out runs/uva --recipe seed-table   # as zoo-targets.json
+  archc train archs/airbench94.arch --data cifar10 --recipe airbench     # airbench94, 10 epochs
   archc train archs/resnet_uva.arch --out runs/demo --resume             # continue a stopped run
   archc train archs/resnet_uva.arch --out runs/demo --resume --epochs 40 # extend a finished run
   torchrun --nproc_per_node 4 -m archc.runtime.train archs/resnet20.arch --out runs/r
@@ -83,6 +87,7 @@ def _setting(flag: str, text: str, **kw: Any) -> Callable:
 @_setting("--optimizer", "Nesterov-momentum SGD or AdamW.")
 @_setting("--schedule", "Learning-rate shape over the run.")
 @_setting("--label-smoothing", "Probability mass spread over all classes.", type=float)
+@_setting("--aux-weight", "Weight of each auxiliary head's loss (@aux outputs; Inception v3: 0.4).", type=float)
 @_setting("--weight-decay", "L2 coefficient (decoupled for AdamW).", type=float)
 @_setting("--augment", "standard: reflect-pad-4 crop + flip.")
 @_setting("--seed", "Seeds init, data order, augmentation, dropout, the validation split.", type=int)
@@ -95,7 +100,8 @@ def _setting(flag: str, text: str, **kw: Any) -> Callable:
 @_setting("--max-memory", "Refuse a run whose estimated memory per device exceeds this (8GB, 512MiB, bytes).", type=str)
 @click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False), help="TOML file of settings.")
 @click.option("--set", "sets", multiple=True, metavar="K=V", help="Override an arch parameter (repeatable).")
-@_setting("--recipe", "seed-table: how zoo-targets.json's reference models were trained.")
+@_setting("--recipe", "seed-table: how zoo-targets.json's reference models were trained; airbench: airbench94's "
+                      "training (archs/airbench94.arch).")
 @_setting("--nproc", "Local processes for DistributedDataParallel.", type=int)
 @_setting("--quiet", "One plain line per epoch: no live bar, no progress lines.", is_flag=True)
 def train_command(file: Path, config_file: Path | None, sets: tuple[str, ...], **flags: Any) -> None:
@@ -108,6 +114,8 @@ def train_command(file: Path, config_file: Path | None, sets: tuple[str, ...], *
 
 def run(cfg: TrainConfig) -> dict[str, Any]:
     """Check the net of ``cfg.arch`` against the data and the memory, build it and train it; returns the summary."""
+    if cfg.resume:
+        rundir.check_run_files(cfg.out)
     comp = compile_checked(cfg.arch, cfg.params)
     _check_memory(cfg, comp.graph)
     model = build_model(cfg.arch, cfg.params, cfg.seed, graph=comp.graph)
@@ -117,12 +125,13 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
 def train_spec(spec: str | Path, params: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
     """``archc.train``: the Python twin of ``archc train``, settings as TrainConfig keys; ``spec`` is a path,
     or a name found as ``archc train`` finds it (``resnet_uva``)."""
+    from archc.compiler.registry import not_found
     from archc.dsl.loader import resolve
 
     try:
         path = resolve(str(spec))
     except LookupError:
-        raise UsageError(f"no spec named {printable(spec)!r}", where="archc.train",
+        raise UsageError(not_found(str(spec)), where="archc.train",
                          hint="pass the path of a .arch file, or a name `archc list` shows") from None
     return run(resolve_config({"arch": Path(path), "params": params, **settings}))
 
@@ -138,14 +147,13 @@ def compile_checked(arch: Path | str, params: dict[str, Any]):
 
 def _check_memory(cfg: TrainConfig, graph: Any) -> None:
     """The static estimate against the device's free memory and --max-memory, before anything is allocated."""
-    import torch
-
     device = distributed.resolve_device(cfg.device)
     world = max(distributed.world()[1], cfg.nproc)
     est = preflight.training_memory(graph, max(1, cfg.batch_size // world), cfg.optimizer, cfg.momentum,
                                     distributed.precision(cfg.precision, device))
-    free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else preflight.host_memory_available()
+    free = distributed.free_memory(device)
     preflight.check_memory(est, preflight.processes_sharing(device.type, world), free, str(device), cfg.max_memory)
+    check_build_fits(graph, cfg.max_memory, EVAL_BATCH, free)  # validation and the test score: EVAL_BATCH images at once
 
 
 @click.command("eval", help=EVAL_HELP)
@@ -157,8 +165,10 @@ def _check_memory(cfg: TrainConfig, graph: Any) -> None:
 @click.option("--plot", type=click.Path(path_type=Path, dir_okay=False), help="Write the confusion matrix as a PNG.")
 @click.option("--set", "sets", multiple=True, metavar="K=V", help="Arch parameter override (default: the run's own).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--max-memory", type=BYTES, metavar="SIZE",
+              help="Refuse to build a network whose estimated memory exceeds SIZE. Default: the memory available now.")
 def eval_command(file: Path, checkpoint_path: Path, data: str, as_json: bool, plot: Path | None,
-                 sets: tuple[str, ...], device: str) -> None:
+                 sets: tuple[str, ...], device: str, max_memory: int | None) -> None:
     state = ckpt.load(checkpoint_path)
     trained = ckpt.run_params(state)
     params = {**trained, **parse_sets(sets)}  # build the net the run trained
@@ -174,7 +184,8 @@ def eval_command(file: Path, checkpoint_path: Path, data: str, as_json: bool, pl
                                    "with --set") from None
     if plot:
         inputs = [Path(f) for f in comp.program.files] + [checkpoint_path] + sorted(resolve_data(data).iterdir())
-        check_plot_path(plot, inputs)
+        check_png(plot, inputs)
+    check_build_fits(comp.graph, max_memory, EVAL_BATCH, distributed.free_memory(distributed.resolve_device(device)))
     model = build_model(file, params, graph=comp.graph)
     result = evaluate(model, checkpoint_path, data, device=device, plot=plot, state=state)
     if as_json:

@@ -21,7 +21,7 @@ from pathlib import Path
 import click
 
 from archc.dsl.text import markup, printable
-from archc.runtime.cli import FILE, parse_sets, spec_options
+from archc.runtime.cli import BYTES, FILE, parse_sets, spec_options
 
 FORMATS = ("table", "md", "csv", "json")
 MEMORY_FORMULA = "4 B × (3 × params + batch × activations)"
@@ -85,10 +85,13 @@ def _show(v) -> str:
               help="Timed steps per round with --measure (after 2 untimed warmup steps).")
 @click.option("--rounds", type=click.IntRange(1, 1000), default=5, show_default=True,
               help="Timed rounds with --measure: images/s is their median, with the range.")
+@click.option("--max-memory", type=BYTES, metavar="SIZE",
+              help="--measure: refuse an arch whose estimated training memory exceeds SIZE (e.g. 8GB). "
+                   "Default: the device's free memory.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("--plot", type=click.Path(dir_okay=False), help="Draw the comparison to this PNG.")
 @spec_options
-def compare_command(paths, runs, batch_size, measure, device, steps, rounds, fmt, plot, sets, **limits):
+def compare_command(paths, runs, batch_size, measure, device, steps, rounds, max_memory, fmt, plot, sets, **limits):
     """Compare architectures: params, MACs and training memory, optionally measured; or
     compare finished training runs: test accuracy against MACs, params and memory.
 
@@ -108,15 +111,26 @@ def compare_command(paths, runs, batch_size, measure, device, steps, rounds, fmt
       archc compare archs/resnet18.arch archs/resnet50.arch --batch-size 64 --format md
       archc compare --runs runs/resnet runs/densenet --plot accuracy.png
     """
+    from archc.runtime.paths import check_png
     if runs:
-        _refuse_with_runs(measure, sets)
+        _refuse_with_runs(measure, sets, max_memory)
+        from archc.runtime.rundir import FILES
         from archc.runtime.runs_compare import compare_runs
+        if plot:  # a run's own curves.png or summary.json is not to be drawn over
+            check_png(plot, [Path(d) / name for d in paths for name in FILES])
         compare_runs(paths, fmt, plot)
         return
     ctx = click.get_current_context()
     arg = next(p for p in ctx.command.params if p.name == "paths")
     files = [FILE.convert(p, arg, ctx) for p in paths]  # specs: the checks `archc compile FILE` makes
-    rows = static_rows(files, parse_sets(sets), limits, batch_size)
+    if plot:  # before compiling and measuring: minutes of work must not end in a refused path
+        check_png(plot, files)
+    if max_memory is not None and not measure:
+        from archc.dsl.errors import UsageError
+        raise UsageError("--max-memory bounds what --measure allocates", where="--max-memory",
+                         hint="add --measure, or drop --max-memory")
+    fits = _fits_for_measure(batch_size, device, max_memory) if measure else None
+    rows = static_rows(files, parse_sets(sets), limits, batch_size, fits)
     if measure:
         _measure_rows(files, rows, sets, limits, batch_size, device, steps, rounds)
     flag_duplicates(rows, lambda r: r["arch"])
@@ -128,19 +142,39 @@ def compare_command(paths, runs, batch_size, measure, device, steps, rounds, fmt
         click.echo(f"wrote {printable(plot_rows(rows, plot, batch_size), None)}", err=True)
 
 
-def _refuse_with_runs(measure: bool, sets) -> None:
+def _refuse_with_runs(measure: bool, sets, max_memory) -> None:
     from archc.dsl.errors import UsageError
-    for flag, given in (("--measure", measure), ("--set", sets)):
+    for flag, given in (("--measure", measure), ("--set", sets), ("--max-memory", max_memory)):
         if given:
             raise UsageError(f"{flag} does not apply to --runs: a run folder keeps what was trained", where=flag,
                              hint=f"drop {flag}, or compare .arch files without --runs")
 
 
-def static_rows(files, overrides: dict, limits: dict, batch: int) -> list[dict]:
+def _fits_for_measure(batch: int, device: str, max_memory: int | None):
+    """A check of one graph before any child starts: it has weights for the timed training step to update,
+    and its training estimate at ``batch`` fits the device's free memory and --max-memory, as `archc train`
+    checks it."""
+    from archc.dsl.errors import MeasureError
+    from archc.runtime import distributed, preflight
+    dev = distributed.resolve_device(device)
+    free = distributed.free_memory(dev)
+
+    def check(graph) -> None:
+        if not graph.totals().params:  # the child's optimizer would fail on an empty parameter list
+            raise MeasureError(f"{printable(graph.name)} has no learned parameters: --measure times training steps",
+                               where="--measure", hint="drop --measure for this arch (its static columns need none)")
+        preflight.check_memory(preflight.training_memory(graph, batch), 1, free, str(dev), max_memory)
+    return check
+
+
+def static_rows(files, overrides: dict, limits: dict, batch: int, check=None) -> list[dict]:
+    """A row per spec; ``check(graph)`` first, when given (it raises to refuse the spec)."""
     from archc.dsl.errors import UsageError
     rows, used = [], set()
     for file in files:
         graph, own = compile_for(file, overrides, limits)
+        if check is not None:
+            check(graph)
         used.update(own)
         rows.append(static_row(graph, own, batch))
     unused = sorted(set(overrides) - used)
@@ -204,7 +238,7 @@ def sweep_rows(file, sets, limits: dict, batch: int, max_variants: int = MAX_VAR
     """One row per combination: the swept values, then params/MACs/memory or the error."""
     from archc.compiler.elaborate import Limits
     from archc.compiler.passes import compile_file
-    from archc.dsl.errors import ArchError, UsageError
+    from archc.dsl.errors import ArchError, ImportError_, ParseError, UsageError
     keys = [s.partition("=")[0].strip() for s in sets]
     axes = [[f"{key}={v}" for v in split_values(value)] for key, _, value in (s.partition("=") for s in sets)]
     count = math.prod(len(a) for a in axes)  # before expanding anything
@@ -219,8 +253,8 @@ def sweep_rows(file, sets, limits: dict, batch: int, max_variants: int = MAX_VAR
             row = dict(overrides)
             try:
                 graph = compile_file(file, overrides=overrides, limits=Limits(**limits)).graph
-            except UsageError:
-                raise  # a misspelt or mistyped --set is wrong for every variant
+            except (UsageError, ParseError, ImportError_):
+                raise  # a misspelt --set, the file's syntax or its imports: wrong for every variant
             except ArchError as e:
                 row["error"] = f"{e.phase}: {e.what}"
             else:

@@ -117,12 +117,16 @@ def _figure(panels: int, width: float = 6.0):
 
 
 def _save(fig, path: str) -> Path:
+    """As a PNG through ``write_output``: a FIFO, a device or a folder at ``path`` is refused, never written."""
+    import io
+
     import matplotlib.pyplot as plt
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=DPI)
+    from archc.runtime.paths import write_output
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI)
     plt.close(fig)
-    return out
+    write_output(path, buf.getvalue(), "--plot")
+    return Path(path)
 
 
 def _axis(ax, axis: str, values: list, unit: str):

@@ -122,6 +122,14 @@ def resolve(spec: str | Path) -> Path:
             _download(CACHE)
         return CACHE / FOLDER
     path, where = Path(spec).expanduser(), f"--data {printable(spec)}"
+    try:
+        return _data_folder(path, where)
+    except OSError as e:  # a name too long, a loop of links, a folder that cannot be listed
+        raise DataError("cannot use the data folder", where=where, found=printable(e.strerror or e),
+                        hint="pass an existing folder holding cifar-10-batches-py/, or cifar10 / sample") from None
+
+
+def _data_folder(path: Path, where: str) -> Path:
     if (path / FOLDER).is_dir():
         return path / FOLDER
     if os.path.lexists(path / "test_batch"):  # even a FIFO or a folder: read_batch says what is wrong with it

@@ -45,6 +45,12 @@ def precision(name: str, device: torch.device) -> str:
     return ("bf16" if device.type == "cuda" else "fp32") if name == "auto" else name
 
 
+def free_memory(device: torch.device) -> int | None:
+    """Bytes ``device`` can still give: the GPU's free memory, or the host's (preflight.host_memory_available)."""
+    from archc.runtime.preflight import host_memory_available
+    return torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else host_memory_available()
+
+
 def device_name(device: torch.device) -> str:
     """What the header and summary call the device: the GPU's model, or the CPU threads in use."""
     if device.type == "cuda":
@@ -126,6 +132,11 @@ def spawn(fn: Callable[..., None], nproc: int, *args: Any) -> None:
     If a worker fails, the others are stopped (they would wait forever in a collective) and the
     lowest rank's ArchError is raised here; ``args`` must pickle.
     """
+    # The workers (and multiprocessing's resource tracker, started by the queue) run `python -c ...`, which
+    # would put the working folder first on sys.path before they import anything: a `multiprocessing/` or
+    # `torch/` folder where the user stands would run. PYTHONSAFEPATH (Python 3.11+) leaves it off; they
+    # inherit this process's sys.path, which the `archc` script never gives the working folder.
+    os.environ["PYTHONSAFEPATH"] = "1"
     ctx = mp.get_context("spawn")
     errors = ctx.SimpleQueue()
     port = _free_port()

@@ -8,13 +8,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from archc.dsl.errors import ArchError, ShapeError, UsageError
-from archc.dsl.text import markup, printable
+from archc.dsl.errors import ShapeError
+from archc.dsl.text import markup
 from archc.runtime import checkpoint, distributed
-from archc.runtime.atomic import atomic_write
 from archc.runtime.data import load_cifar10
 from archc.runtime.loop import predict
-from archc.runtime.paths import refuse_overwrite
+from archc.runtime.paths import write_output
 
 
 def evaluate(model: nn.Module, checkpoint_path: Path, data: str | Path, *, device: str = "auto",
@@ -30,7 +29,8 @@ def evaluate(model: nn.Module, checkpoint_path: Path, data: str | Path, *, devic
     dev = distributed.resolve_device(device)
     cifar = load_cifar10(data, dev, train=False)
     model.to(dev, memory_format=torch.channels_last)
-    logits = predict(model, cifar.test_x, bf16=dev.type == "cuda")
+    tta = state["config"].get("tta", "none")  # the test-time views the run scored its test set with
+    logits = predict(model, cifar.test_x, bf16=dev.type == "cuda", tta=tta)
     k = len(cifar.classes)
     if logits.shape[1:] != (k,):  # archc eval checks the spec first; a module handed in directly may not fit
         raise ShapeError(f"the network gives {'×'.join(map(str, logits.shape[1:]))} outputs per image, not {k} class scores",
@@ -64,20 +64,7 @@ def plot_confusion(path: Path, confusion: torch.Tensor, classes: tuple[str, ...]
     fig.colorbar(image, ax=ax, label="fraction of the true class")
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
-    try:
-        atomic_write(Path(path), lambda f: f.write(buf.getvalue()))
-    except ArchError as err:  # the writer says why, by errno; the place to change is the flag
-        raise UsageError(f"cannot write the plot: {err.what}", where=f"--plot {printable(path)}", found=err.found,
-                         hint="choose a writable .png path") from None
-
-
-def check_plot_path(plot: Path, inputs: list[Path]) -> None:
-    """Refuse a --plot path that is not a .png, or that is one of the command's inputs."""
-    if plot.suffix.lower() != ".png":
-        raise UsageError("the confusion matrix is written as a PNG", where=f"--plot {printable(plot)}",
-                         expected="a path ending in .png", found=printable(plot.name),
-                         hint=f"e.g. --plot {printable(plot.with_suffix('.png').name)}")
-    refuse_overwrite(plot, inputs, "--plot")
+    write_output(path, buf.getvalue(), "--plot")
 
 
 def print_report(result: dict[str, Any], plot: Path | None = None) -> None:

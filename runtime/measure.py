@@ -174,6 +174,10 @@ def main(argv: list[str]) -> int:
     except ArchError as e:
         where = e.where or (str(e.span) if e.span else None)
         result = {"error": f"{e.phase}: {e.what}", "where": where, "hint": e.hint}
+    except Exception as e:  # torch's own failures (out of memory, a kernel refusing a shape): one line, no traceback
+        result = {"error": f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}",
+                  "hint": "measure the arch alone with a small batch (`--batch-size 8`); `archc train` on it "
+                          "gives the located error if the spec is at fault"}
     print(json.dumps(result), flush=True)
     return 2 if "error" in result else 0
 

@@ -61,7 +61,22 @@ def host_memory_available() -> int | None:
             found.append(int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text()))
     except (OSError, ValueError):
         pass
+    found += _address_space_left()
     return min(found) if found else None
+
+
+def _address_space_left() -> list[int]:
+    """The room under ``ulimit -v`` (RLIMIT_AS), which fails an allocation long before the host runs out."""
+    import resource
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    if limit == resource.RLIM_INFINITY:
+        return []
+    try:
+        with open("/proc/self/status") as f:
+            used = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+    except (OSError, ValueError, IndexError, StopIteration):
+        used = 0
+    return [max(0, limit - used)]
 
 
 def check_memory(est: MemoryEstimate, processes: int, available: int | None, device: str,
@@ -74,12 +89,12 @@ def check_memory(est: MemoryEstimate, processes: int, available: int | None, dev
     if not over:
         return
     limit, flag = over[0]
-    bounds = [f"{human(max_memory, 'B')} (--max-memory)" if max_memory else "no --max-memory given",
-              f"{human(available, 'B')} free on {device}" if available is not None else f"unknown free memory on {device}"]
+    bounds = [f"{human(max_memory, 'B')} (--max-memory)" if max_memory else None,
+              f"{human(available, 'B')} free on {device}" if available is not None else None]
     shared = f" × {processes} processes" if processes > 1 else ""
     raise LimitError(f"training needs an estimated {human(need, 'B')}, more than {human(limit, 'B')} ({flag})",
                      where="--max-memory" if flag == "--max-memory" else "--batch-size",
-                     expected="at most " + " and ".join(bounds),
+                     expected="at most " + " and ".join(filter(None, bounds)) + ("" if max_memory else " (no --max-memory given)"),
                      found=f"{human(need, 'B')} = ({est.formula()}){shared}",
                      hint=f"lower --batch-size (each image adds {human(est.activations * est.act_bytes, 'B')}), "
                           "use a smaller net, or raise --max-memory if the estimate is too cautious")
@@ -96,16 +111,23 @@ def check_fits_data(comp, image: tuple[int, ...], classes: int, data: str = "CIF
                          input_span, expected=wanted, found=f"input {list(g.input_shape)}",
                          hint=f"declare `{wanted}`{_set_hint(g, g.input_shape, image)}; archc train and eval "
                               f"feed {data}'s {_shape(image)} images as they are")
-    out = tuple(g.shapes[g.output_id])
-    last = g.node(g.inputs(g.output_id)[0]).span
+    for out_id in g.output_ids:  # the main output, then each auxiliary head's (trained on the same labels)
+        _check_scores(g, out_id, classes, data)
+
+
+def _check_scores(g, out_id: str, classes: int, data: str) -> None:
+    """Output ``out_id`` of ``g`` gives ``classes`` scores per image."""
+    what = "the network's output" if out_id == g.output_id else f"auxiliary head `{g.inputs(out_id)[0]}`"
+    out = tuple(g.shapes[out_id])
+    last = g.node(g.inputs(out_id)[0]).span
     if len(out) != 1:
-        raise ShapeError(f"the network's output is {_shape(out)} per image, not a vector of {classes} class scores",
+        raise ShapeError(f"{what} is {_shape(out)} per image, not a vector of {classes} class scores",
                          last, expected=f"output {classes}", found=f"output {_shape(out)}",
-                         hint=f"end the network with a classifier head, e.g. `gap; flatten; linear({classes})`")
+                         hint=f"end it with a classifier head, e.g. `gap; flatten; linear({classes})`")
     if out[0] != classes:
-        raise ShapeError(f"the network outputs {out[0]} class scores; {data} has {classes} classes", last,
+        raise ShapeError(f"{what} gives {out[0]} class scores; {data} has {classes} classes", last,
                          expected=f"output {classes}", found=f"output {out[0]}",
-                         hint=f"end the network with linear({classes}){_set_hint(g, out, (classes,))}")
+                         hint=f"end it with linear({classes}){_set_hint(g, out, (classes,))}")
 
 
 def _shape(shape) -> str:

@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from archc import __version__
-from archc.dsl.errors import UsageError
+from archc.dsl.errors import CheckpointError, UsageError
 from archc.dsl.files import FileRefused, read_regular
 from archc.dsl.text import printable
 from archc.runtime.atomic import atomic_write
+from archc.runtime.values import describe
 
 FILES = ("config.json", "run.json", "last.pt", "best.pt", "metrics.jsonl", "curves.png", "summary.json")
 SPEC = "spec"  # folder of the copied .arch files
@@ -57,18 +58,22 @@ def spec_facts(comp, path: str) -> SpecFacts:
 def check_new(out: Path, force: bool) -> None:
     """Refuse ``out`` for a new run unless it is absent or empty, or ``--force`` is given for a folder."""
     where = f"--out {printable(out)}"
-    if out.exists() and not out.is_dir():
-        raise UsageError("the run folder is not a folder", where=where, found="an existing file or device",
-                         hint="choose another --out, or leave it out for a new runs/<arch>-<time> folder")
     try:
+        if out.exists() and not out.is_dir():
+            raise UsageError("the run folder is not a folder", where=where, found="an existing file or device",
+                             hint="choose another --out, or leave it out for a new runs/<arch>-<time> folder")
         entries = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
-    except OSError as e:
+    except OSError as e:  # a name too long, a loop of links, a folder that cannot be listed
         raise UsageError("cannot read the run folder", where=where, found=e.strerror or str(e),
                          hint="choose another --out") from None
     if entries and not force:
         raise UsageError("the run folder is not empty", where=where, found=_describe(out, entries),
                          hint="--resume continues the run in it, --force deletes its run files and starts over, "
                               "or choose another --out (leave it out for a new runs/<arch>-<time> folder)")
+    if entries and not is_run(out):  # --force deletes config.json, spec/, ...: only ever a run's own
+        raise UsageError("--force starts over only in an archc run folder, and this is not one", where=where,
+                         found=_describe(out, entries), expected="a folder where archc train wrote run.json or config.json",
+                         hint="choose another --out (leave it out for a new runs/<arch>-<time> folder)")
 
 
 def claim(out: Path, force: bool) -> None:
@@ -92,7 +97,7 @@ def claim(out: Path, force: bool) -> None:
 
 def _describe(out: Path, entries: list[str]) -> str:
     shown = ", ".join(printable(e, 40) for e in entries[:6]) + (f", ... ({len(entries)} entries)" if len(entries) > 6 else "")
-    if "config.json" not in entries:
+    if not is_run(out):
         return shown
     summary = finished(out)
     state = f"a finished archc run (best.pt: epoch {summary.get('best_epoch')})" if summary else "an unfinished archc run"
@@ -112,18 +117,62 @@ def keep(out: Path, facts: SpecFacts | None, about: dict[str, Any]) -> None:
     atomic_write(out / "run.json", lambda f: f.write((json.dumps(run, indent=2) + "\n").encode()))
 
 
+def is_run(out: Path) -> bool:
+    """Whether ``out`` holds an archc run: run.json or config.json as archc train writes them (config.json
+    comes first: a run stopped before run.json has only it)."""
+    if "archc" in started_from(out):
+        return True
+    with contextlib.suppress(*_UNREADABLE):
+        config = _load(out / "config.json")
+        return isinstance(config, dict) and {"arch", "epochs", "out"} <= config.keys()
+    return False
+
+
+_UNREADABLE = (OSError, ValueError, RecursionError, FileRefused)  # what _load raises for a damaged file
+# The keys --resume relies on, and their types: a run.json or summary.json without them (an older archc) is fine
+RESUME_KEYS = {"run.json": {"graph_hash": str}, "summary.json": {"epochs": int}}
+
+
+def _load(path: Path) -> Any:
+    return json.loads(read_regular(path, SUMMARY_BYTES))
+
+
 def started_from(out: Path) -> dict[str, Any]:
-    """RUN/run.json, or {} for a run folder without one."""
-    with contextlib.suppress(OSError, ValueError, RecursionError, FileRefused):
-        about = json.loads(read_regular(out / "run.json", SUMMARY_BYTES))
+    """RUN/run.json, or {} for a run folder without one (or a damaged one: see check_run_files)."""
+    with contextlib.suppress(*_UNREADABLE):
+        about = _load(out / "run.json")
         return about if isinstance(about, dict) else {}
     return {}
 
 
 def finished(out: Path, epochs: int | None = None) -> dict[str, Any] | None:
     """The summary of a run that finished (all ``epochs`` of them, when given), else None."""
-    with contextlib.suppress(OSError, ValueError, RecursionError, FileRefused):
-        summary = json.loads(read_regular(out / "summary.json", SUMMARY_BYTES))
+    with contextlib.suppress(*_UNREADABLE):
+        summary = _load(out / "summary.json")
         if isinstance(summary, dict) and (epochs is None or summary.get("epochs") == epochs):
             return summary
     return None
+
+
+def check_run_files(out: Path) -> None:
+    """Before a resume trains anything: run.json and summary.json, where present, are what archc train wrote.
+    Read leniently, a damaged one would let a changed spec resume (no graph hash to compare) or a finished run
+    train again, only to fail writing summary.json at the end."""
+    for name, keys in RESUME_KEYS.items():
+        path = out / name
+        if not os.path.lexists(path):
+            continue
+        try:
+            value = _load(path)
+        except FileRefused as e:
+            found = f"it {e.what}"
+        except _UNREADABLE as e:
+            found = f"not JSON ({printable(e, 120)})"
+        else:
+            wrong = [k for k, kind in keys.items() if isinstance(value, dict) and k in value and type(value[k]) is not kind]
+            if isinstance(value, dict) and not wrong:
+                continue
+            found = f"{name}'s {wrong[0]} is {printable(repr(value[wrong[0]]), 60)}" if wrong else describe(value)
+        raise CheckpointError(f"the run's {name} is damaged", where=str(path),
+                              expected=f"the JSON object archc train writes ({', '.join(f'{k}: {t.__name__}' for k, t in keys.items())})",
+                              found=found, hint=f"restore {name} or delete it, then resume again")

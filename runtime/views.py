@@ -18,7 +18,7 @@ from archc.dsl.errors import ArchError, UsageError
 from archc.dsl.loader import shown
 from archc.dsl.text import printable
 from archc.runtime.cli import compile_spec, parse_sets
-from archc.runtime.paths import refuse_overwrite
+from archc.runtime.paths import refuse_overwrite, write_output
 
 NOTE = ("MACs: multiply-adds of conv and linear; other ops: elementwise work of bn, activations, "
         "pools and merges; act: forward activations kept for backward, per sample.")
@@ -26,8 +26,7 @@ NOTE = ("MACs: multiply-adds of conv and linear; other ops: elementwise work of 
 
 def _write(text: str, output: str | None):
     if output:
-        Path(output).parent.mkdir(parents=True, exist_ok=True)
-        Path(output).write_text(text)
+        write_output(output, text.encode(), "-o", parents=True)
         click.echo(f"wrote {printable(output, None)}", err=True)
     elif sys.stdout.isatty():  # spec strings may hold ESC sequences or bidi overrides: not for a terminal
         click.echo("\n".join(printable(line, None) for line in text.splitlines()))
@@ -225,7 +224,8 @@ def _image_path(file, f: CompileFlags) -> Path:
 def _render(g, out: Path, f: CompileFlags):
     from archc.compiler.render import default_depth, render
     opts = {**_draw_options(f), **({"dpi": f.dpi} if f.dpi else {})}
-    path = render(g, out, out.suffix[1:], f.depth, **opts)
+    path = render(g, out, out.suffix[1:], f.depth, **opts,
+                  write=lambda p, data: write_output(p, data, "-o" if f.output else "--render", parents=True))
     click.echo(f"rendered {printable(path, None)} at --depth {default_depth(g) if f.depth is None else f.depth}")
 
 

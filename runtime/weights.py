@@ -47,6 +47,7 @@ def meta_model(name: str, **kwargs):
     RegNet's builder computes its stage widths with torch tensors (``BlockParams.from_init_params``
     reads them back with ``.tolist()``), which the meta device would leave without values, so that
     one computation runs on the CPU."""
+    import warnings
     from unittest import mock
 
     import torch
@@ -59,7 +60,10 @@ def meta_model(name: str, **kwargs):
         with torch.device("cpu"):
             return plan(cls, *args, **kw)
 
-    with mock.patch.object(BlockParams, "from_init_params", classmethod(on_cpu)), torch.device("meta"):
+    with mock.patch.object(BlockParams, "from_init_params", classmethod(on_cpu)), torch.device("meta"), \
+            warnings.catch_warnings():
+        # GoogLeNet warns that its default init will change: on the meta device nothing is initialised
+        warnings.simplefilter("ignore", FutureWarning)
         return torchvision.models.get_model(name, **kwargs)
 
 

@@ -311,20 +311,3 @@ def output_cases() -> list[Case]:
 
 def cases() -> list[Case]:
     return [*data_cases(), *weights_cases(), *checkpoint_cases(), *output_cases()]
-
-
-if __name__ == "__main__":  # python tests/hostile/cases_io.py [--process]: run them all and print the table
-    import sys
-
-    from runner import run_inprocess, run_process, table
-
-    run = run_process if "--process" in sys.argv else run_inprocess
-    base = Path(tempfile.mkdtemp(prefix="archc-hostile-"))
-    outcomes = []
-    for i, case in enumerate(cases()):
-        outcome = run(case, base / str(i))
-        outcomes.append(outcome)
-        if outcome.verdict != "handled":
-            print(f"{outcome.verdict}: {case.name}\n{outcome.stderr[-1500:]}", file=sys.stderr)
-    print(table(outcomes))
-    shutil.rmtree(base, ignore_errors=True)

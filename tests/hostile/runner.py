@@ -1,9 +1,17 @@
 """Run hostile cases through the ``archc`` command line and classify what happened (see README.md).
 
 A case is data (``Case``); running it gives an ``Outcome`` whose ``verdict`` is one of VERDICTS.
-``run_process`` runs ``python -m archc`` in a fresh interpreter (the real thing); ``run_inprocess``
+``run_process`` runs the ``archc`` script in a fresh interpreter (the real thing); ``run_inprocess``
 calls ``archc.runtime.cli.main`` in this process (fast enough for the default test suite; a hang is
 cut short by SIGALRM, an exception escaping ``main`` is what a user would see as a traceback).
+
+As a program, every class of issue 14 (each ``cases_*.py`` in MODULES) with a table per class::
+
+    .venv/bin/python tests/hostile/runner.py            # the fast subset (the default suite's cases)
+    .venv/bin/python tests/hostile/runner.py --all      # every case (the slow target's too)
+    .venv/bin/python tests/hostile/runner.py --all --process --only "hangs"   # real processes, some classes
+
+Its last line is the totals; the exit status is 1 when any case is not ``handled``.
 """
 from __future__ import annotations
 
@@ -26,7 +34,7 @@ VERDICTS = ("handled", "traceback", "hang", "code ran", "files lost", "unlocated
 # The first line of every ArchError: PLACE: PHASE: what (PLACE a path, file:line:col or a flag); or
 # click's own refusal of a parameter (a missing file, a directory), which names the parameter.
 LOCATED = re.compile(r"^((?!archc: )[^\n]+?: [a-z][a-z ]*(error|exceeded|diverged|graph): \S"
-                     r"|Error: Invalid value for '(--[a-z-]+|[A-Z_]+)')", re.M)
+                     r"|Error: Invalid value for '(--?[a-z-]+|[A-Z_]+(\.\.\.)?)')", re.M)
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,10 @@ class Case:
     protect: tuple[str, ...] = ()  # paths outside tmp that must keep their file type (e.g. /dev/full)
     timeout: float = 300  # seconds before the run counts as a hang (10x what a loaded machine needs)
     slow: bool = False  # seconds of work each (multi-megabyte files): run by the slow target only
+    cwd: str | None = None  # the working folder ("{tmp}" allowed); None: the repository
+    # For input archc must accept (a label with markup, an ESC in a spec string): ``expect(code, stdout, stderr)``
+    # says whether the run did the right thing; None: the input must be refused (exit 2, located message).
+    expect: Callable[[int | None, str, str], bool] | None = None
 
 
 @dataclass(frozen=True)
@@ -51,6 +63,7 @@ class Outcome:
     code: int | None
     stderr: str
     seconds: float
+    stdout: str = ""
 
 
 def fill(text: str, tmp: Path) -> str:
@@ -73,7 +86,9 @@ def snapshot(roots: list[Path]) -> dict[str, tuple]:
     return seen
 
 
-def classify(case: Case, tmp: Path, before: dict, code: int | None, stderr: str, hung: bool) -> str:
+def classify(case: Case, tmp: Path, before: dict, code: int | None, stderr: str, hung: bool, stdout: str = "") -> str:
+    # first: an ``expect`` may run what the command wrote (emitted Python), which must not make the marker either
+    accepted = None if hung or case.expect is None else case.expect(code, stdout, stderr)
     if Path(fill(case.marker, tmp)).exists():
         return "code ran"
     if hung:
@@ -83,6 +98,8 @@ def classify(case: Case, tmp: Path, before: dict, code: int | None, stderr: str,
     after = snapshot([tmp, *map(Path, case.protect)])
     if any(after.get(path) != kind for path, kind in before.items()):
         return "files lost"
+    if accepted is not None:
+        return "handled" if accepted else "unlocated"
     return "handled" if code == 2 and LOCATED.search(stderr) else "unlocated"
 
 
@@ -92,22 +109,29 @@ def _prepare(case: Case, tmp: Path) -> dict:
     return snapshot([tmp, *map(Path, case.protect)])
 
 
+# What a user runs: the installed ``archc`` script (its sys.path holds no working folder, so a case may stand in
+# a folder of shadowing packages); ``python -P -m archc`` where there is none.
+_SCRIPT = Path(sys.executable).parent / "archc"
+ARCHC = [str(_SCRIPT)] if _SCRIPT.is_file() else [sys.executable, "-P", "-m", "archc"]
+
+
 def run_process(case: Case, tmp: Path) -> Outcome:
-    """``python -m archc ARGV`` in a fresh interpreter, in its own process group (killed whole on a hang)."""
+    """``archc ARGV`` in a fresh interpreter, in its own process group (killed whole on a hang)."""
     before = _prepare(case, tmp)
     env = {**os.environ, "OMP_NUM_THREADS": "1", **{k: fill(v, tmp) for k, v in case.env.items()}}
     start = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "archc", *(fill(a, tmp) for a in case.argv)], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen([*ARCHC, *(fill(a, tmp) for a in case.argv)], cwd=fill(case.cwd or str(REPO), tmp),
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace",
+                            start_new_session=True)
     try:
-        _, err = proc.communicate(timeout=case.timeout)
+        out, err = proc.communicate(timeout=case.timeout)
         hung = False
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
-        _, err = proc.communicate()
+        out, err = proc.communicate()
         hung = True
-    verdict = classify(case, tmp, before, proc.returncode, err, hung)
-    return Outcome(case, verdict, proc.returncode, err, time.monotonic() - start)
+    verdict = classify(case, tmp, before, proc.returncode, err, hung, out)
+    return Outcome(case, verdict, proc.returncode, err, time.monotonic() - start, out)
 
 
 class _Hang(BaseException):
@@ -121,7 +145,8 @@ def run_inprocess(case: Case, tmp: Path) -> Outcome:
     before = _prepare(case, tmp)
     env = {k: fill(v, tmp) for k, v in case.env.items()}
     saved = {k: os.environ.get(k) for k in env}
-    err, code, hung = io.StringIO(), None, False
+    err, out, code, hung = io.StringIO(), io.StringIO(), None, False
+    cwd = os.getcwd()
 
     def alarm(signum, frame):
         raise _Hang()
@@ -131,7 +156,8 @@ def run_inprocess(case: Case, tmp: Path) -> Outcome:
     start = time.monotonic()
     try:
         os.environ.update(env)
-        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        os.chdir(fill(case.cwd or cwd, tmp))
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
             code = main([fill(a, tmp) for a in case.argv])
     except _Hang:
         hung = True
@@ -140,13 +166,14 @@ def run_inprocess(case: Case, tmp: Path) -> Outcome:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        os.chdir(cwd)
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    verdict = classify(case, tmp, before, code, err.getvalue(), hung)
-    return Outcome(case, verdict, code, err.getvalue(), time.monotonic() - start)
+    verdict = classify(case, tmp, before, code, err.getvalue(), hung, out.getvalue())
+    return Outcome(case, verdict, code, err.getvalue(), time.monotonic() - start, out.getvalue())
 
 
 def table(outcomes: list[Outcome]) -> str:
@@ -157,6 +184,47 @@ def table(outcomes: list[Outcome]) -> str:
         row[o.verdict] += 1
     width = max([len("class"), *map(len, classes)])
     lines = [f"{'class':<{width}}  {'cases':>5}  " + "  ".join(f"{v:>10}" for v in VERDICTS)]
-    for klass, row in classes.items():
+    total = {v: sum(row[v] for row in classes.values()) for v in VERDICTS}
+    for klass, row in [*classes.items(), ("total", total)]:
         lines.append(f"{klass:<{width}}  {sum(row.values()):>5}  " + "  ".join(f"{row[v]:>10}" for v in VERDICTS))
     return "\n".join(lines)
+
+
+MODULES = ("cases_code", "cases_loss", "cases_resources", "cases_io", "cases_tracebacks", "cases_unclear", "cases_hangs")
+
+
+def all_cases() -> list[Case]:
+    """Every class's cases, in MODULES' order."""
+    import importlib
+    return [case for name in MODULES for case in importlib.import_module(name).cases()]
+
+
+def main(argv: list[str]) -> int:
+    import argparse
+    import shutil
+    import tempfile
+    parser = argparse.ArgumentParser(description="Run issue 14's hostile cases and print a table per class.")
+    parser.add_argument("--all", action="store_true", help="every case, not only the fast subset (slow=False)")
+    parser.add_argument("--process", action="store_true", help="each case in a fresh `archc` process")
+    parser.add_argument("--only", metavar="TEXT", action="append", default=[],
+                        help="only the cases whose name contains TEXT (repeatable: any of them)")
+    args = parser.parse_args(argv)
+    run = run_process if args.process else run_inprocess
+    chosen = [c for c in all_cases() if (args.all or not c.slow) and any(t in c.name for t in args.only or [""])]
+    base = Path(tempfile.mkdtemp(prefix="archc-hostile-"))
+    outcomes = []
+    try:
+        for i, case in enumerate(chosen):
+            outcomes.append(run(case, base / str(i)))
+            if outcomes[-1].verdict != "handled":
+                print(f"{outcomes[-1].verdict}: {case.name!a}\n{outcomes[-1].stderr[-1500:]}", file=sys.stderr)
+    except KeyboardInterrupt:  # the table of the cases run so far, marked as cut short
+        print(f"interrupted after {len(outcomes)} of {len(chosen)} cases", file=sys.stderr)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    print(table(outcomes))
+    return int(len(outcomes) < len(chosen) or any(o.verdict != "handled" for o in outcomes))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

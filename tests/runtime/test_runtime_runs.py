@@ -62,7 +62,7 @@ def test_output_off_a_terminal_has_header_progress_lines_and_footer(tiny, tmp_pa
     assert header[0].startswith(f"archc {archc.__version__} train: tiny (") and f"{params:,} params" in header[0]
     assert header[1].startswith("device: cpu (") and "fp32" in header[1]
     assert "230 train / 26 val / 100 test images; 7 steps of 32 per epoch" in header[2]
-    assert header[3].startswith(f"run: {out} (starting, 1 epochs")
+    assert header[3].startswith(f"run: {out} (starting, 1 epoch")
     progress = [line for line in text.splitlines() if line.startswith("  epoch 1/1")]
     assert [int(re.search(r"step (\d+)/7", line)[1]) for line in progress] == [1, 2, 3, 4, 5, 6]  # each ~10% of 7
     assert re.search(r"^epoch 1/1  loss .* val .*$", text, re.MULTILINE)
@@ -351,8 +351,8 @@ def test_unusable_out_is_a_usage_error(tiny, capsys, out, found):
 
 BAD_NETS = {
     "4-D output": ("input [3, 32, 32]\nconv(classes, 3, pad = 1)", "output is 10×32×32 per image", "gap; flatten; linear(10)"),
-    "5 classes": ("input [3, 32, 32]\nconv(8, 3); gap; flatten; linear(5)", "outputs 5 class scores", "linear(10)"),
-    "5 classes by parameter": ("input [3, 32, 32]\nconv(8, 3); gap; flatten; linear(classes)", "outputs 5 class scores",
+    "5 classes": ("input [3, 32, 32]\nconv(8, 3); gap; flatten; linear(5)", "gives 5 class scores", "linear(10)"),
+    "5 classes by parameter": ("input [3, 32, 32]\nconv(8, 3); gap; flatten; linear(classes)", "gives 5 class scores",
                                "--set classes=10"),
     "1 channel": ("input [1, 32, 32]\nconv(8, 3); gap; flatten; linear(classes)", "input 1×32×32 does not fit",
                   "input [3, 32, 32]"),
@@ -382,7 +382,7 @@ def test_eval_refuses_a_1000_class_net_before_scoring(tiny, tmp_path, capsys):
     code = main(["eval", str(spec), "--checkpoint", str(tiny.run / "best.pt"), "--data", str(tiny.data), "--device", "cpu",
                  "--set", "classes=1000"])
     err = capsys.readouterr().err
-    assert code == 2 and "outputs 1000 class scores; CIFAR-10 has 10 classes" in err and "--set classes=10" in err
+    assert code == 2 and "gives 1000 class scores; CIFAR-10 has 10 classes" in err and "--set classes=10" in err
 
 
 # --- memory, before allocating ------------------------------------------------------------------------------
@@ -486,7 +486,7 @@ def test_plot_never_overwrites_an_input_and_bad_paths_are_usage_errors(tiny, tmp
     cases = [(["--checkpoint", str(ck), "--plot", str(ck)], "would overwrite an input"),
              (["--checkpoint", str(tiny.run / "best.pt"), "--plot", str(tiny.run / "best.pt")], "expected: a path ending in .png"),
              (["--checkpoint", str(ck), "--plot", str(tmp_path / "x.txt")], "expected: a path ending in .png"),
-             (["--checkpoint", str(ck), "--plot", "/proc/cm.png"], "cannot write the plot"),
+             (["--checkpoint", str(ck), "--plot", "/proc/cm.png"], "could not write cm.png: the folder does not take new files"),
              (["--checkpoint", str(ck), "--plot", str(tmp_path / "no" / "cm.png")], "the folder does not exist")]
     for flags, says in cases:
         assert main([*base, *flags]) == 2
