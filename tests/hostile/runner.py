@@ -115,6 +115,15 @@ _SCRIPT = Path(sys.executable).parent / "archc"
 ARCHC = [str(_SCRIPT)] if _SCRIPT.is_file() else [sys.executable, "-P", "-m", "archc"]
 
 
+MAX_ARG_BYTES = 128 * 1024  # Linux's MAX_ARG_STRLEN: exec refuses a longer argument (E2BIG) before archc starts
+
+
+def reaches_a_process(case: Case) -> bool:
+    """Whether the OS can pass ``case.argv`` to a new process at all; the rest run in process only
+    (a 1 MB ``--set`` is something only a caller of ``main`` can hand archc)."""
+    return all(len(a.encode("utf-8", "surrogateescape")) < MAX_ARG_BYTES for a in case.argv)
+
+
 def run_process(case: Case, tmp: Path) -> Outcome:
     """``archc ARGV`` in a fresh interpreter, in its own process group (killed whole on a hang)."""
     before = _prepare(case, tmp)
@@ -211,6 +220,12 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     run = run_process if args.process else run_inprocess
     chosen = [c for c in all_cases() if (args.all or not c.slow) and any(t in c.name for t in args.only or [""])]
+    if args.process:
+        kept = [c for c in chosen if reaches_a_process(c)]
+        if len(kept) < len(chosen):
+            print(f"{len(chosen) - len(kept)} cases left out: an argument longer than exec passes "
+                  f"({MAX_ARG_BYTES:,} bytes); they run in process", file=sys.stderr)
+        chosen = kept
     base = Path(tempfile.mkdtemp(prefix="archc-hostile-"))
     outcomes = []
     try:
