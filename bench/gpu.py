@@ -327,13 +327,12 @@ def _archc_airbench(run: Run, folder: Path, epochs: int, out: Path, summary: boo
 def ddp(run: Run) -> None:
     """2 NCCL processes when there are 2 GPUs; in --smoke the same step as one gloo process (no GPU needed)."""
     import json
-    import socket
+
+    from archc.runtime.distributed import free_port
 
     z = run.sizes
     out = run.tmp / "ddp.json"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     if run.smoke:
         steps.ddp_step(0, 1, "gloo", port, str(out), z.ddp_batch, z.ddp_steps)
         run.report.ddp = {"processes": 1, "backend": "gloo (smoke)", **json.loads(out.read_text())}

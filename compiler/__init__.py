@@ -16,22 +16,13 @@ def check(path_or_text, overrides: dict | None = None, **params):
     """
     import os
     from archc.compiler.passes import compile_file
+    from archc.compiler.registry import find
     text = os.fspath(path_or_text)
     values = {**(overrides or {}), **params}
     if isinstance(path_or_text, os.PathLike) or len(text.splitlines()) <= 1:  # CR-only text has lines too
-        return compile_file(path=str(_resolve(text)), overrides=values).graph
+        path = find(text, "archc.check", "pass a path, a name `archc list` shows, or the spec's text")
+        return compile_file(path=str(path), overrides=values).graph
     return compile_file(text=text, overrides=values).graph
-
-
-def _resolve(name: str):
-    from archc.compiler.registry import not_found
-    from archc.dsl.errors import UsageError
-    from archc.dsl.loader import resolve
-    try:
-        return resolve(name)
-    except LookupError:
-        raise UsageError(not_found(name), where="archc.check",
-                         hint="pass a path, a name `archc list` shows, or the spec's text") from None
 
 
 def __getattr__(name):

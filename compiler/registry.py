@@ -49,3 +49,13 @@ def not_found(name: str) -> str:
     where = f"the working folder, ${ARCHC_PATH} ({printable(os.environ.get(ARCHC_PATH) or 'unset')}) and the bundled registry"
     return (f"no spec named {printable(name)!r} in {where}" + (f"; did you mean {' or '.join(near)}?" if near else "")
             + " (`archc list` shows the names)")
+
+
+def find(name: str, where: str, hint: str) -> Path:
+    """The spec file ``name`` names (a path, or a name on the search path); UsageError at ``where`` if none."""
+    from archc.dsl.errors import UsageError
+    from archc.dsl.loader import resolve
+    try:
+        return Path(resolve(name))
+    except LookupError:
+        raise UsageError(not_found(name), where=where, hint=hint) from None

@@ -11,7 +11,7 @@ import sys
 import click
 
 from archc import __version__
-from archc.dsl.errors import ArchError
+from archc.dsl.errors import ArchError, LimitError, UsageError
 from archc.dsl.text import printable
 
 # Commands that live in other modules, loaded only when invoked (they may import torch).
@@ -104,7 +104,6 @@ BYTES = ByteSize()
 
 def parse_sets(sets) -> dict:
     from archc.compiler.passes import parse_value
-    from archc.dsl.errors import UsageError
     from archc.dsl.loader import MAX_FILE_BYTES
     size = sum(len(item) for item in sets)
     if size > MAX_FILE_BYTES:  # .arch text, parsed at a spec file's pace: a 1 MB list took minutes
@@ -258,7 +257,6 @@ def ops_(markdown):
     """
     from archc.compiler.ops import OPS
     from archc.compiler.ops.registry import BUILTIN_IO, ops_markdown, signature
-    from archc.dsl.text import printable
     if markdown:
         click.echo(ops_markdown(), nl=False)
         return
@@ -270,9 +268,6 @@ def ops_(markdown):
 def load_plugins() -> None:
     """Import the modules named in ``ARCHC_PLUGINS`` (comma-separated): they register their own ops
     (``archc.register_op``) so that .arch files can use them from the command line too."""
-    import os
-    from archc.dsl.errors import UsageError
-    from archc.dsl.text import printable
     for name in filter(None, (n.strip() for n in os.environ.get("ARCHC_PLUGINS", "").split(","))):
         try:
             importlib.import_module(name)
@@ -312,7 +307,6 @@ def _out_of_memory(e: BaseException) -> bool:
 
 
 def _memory_error(e: BaseException) -> ArchError:
-    from archc.dsl.errors import LimitError
     detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     return LimitError("out of memory: an allocation failed although the estimate fitted", where="--max-memory",
                       found=printable(detail, 300),

@@ -125,15 +125,9 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
 def train_spec(spec: str | Path, params: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
     """``archc.train``: the Python twin of ``archc train``, settings as TrainConfig keys; ``spec`` is a path,
     or a name found as ``archc train`` finds it (``resnet_uva``)."""
-    from archc.compiler.registry import not_found
-    from archc.dsl.loader import resolve
-
-    try:
-        path = resolve(str(spec))
-    except LookupError:
-        raise UsageError(not_found(str(spec)), where="archc.train",
-                         hint="pass the path of a .arch file, or a name `archc list` shows") from None
-    return run(resolve_config({"arch": Path(path), "params": params, **settings}))
+    from archc.compiler.registry import find
+    path = find(str(spec), "archc.train", "pass the path of a .arch file, or a name `archc list` shows")
+    return run(resolve_config({"arch": path, "params": params, **settings}))
 
 
 def compile_checked(arch: Path | str, params: dict[str, Any]):

@@ -107,7 +107,8 @@ def on_rank0(fn: Callable[[], None], device: torch.device, what: str) -> None:
         raise error or ArchError(f"rank 0 failed to {what}; see its message", where=f"rank {world()[0]}")
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now, for a process group's rendezvous."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -139,7 +140,7 @@ def spawn(fn: Callable[..., None], nproc: int, *args: Any) -> None:
     os.environ["PYTHONSAFEPATH"] = "1"
     ctx = mp.get_context("spawn")
     errors = ctx.SimpleQueue()
-    port = _free_port()
+    port = free_port()
     procs = [ctx.Process(target=_worker, args=(r, nproc, port, errors, fn, args)) for r in range(nproc)]
     for p in procs:
         p.start()

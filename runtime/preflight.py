@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from archc.compiler.ops import fmt
 from archc.compiler.summary import human
 from archc.dsl.errors import LimitError, ShapeError, Span
 
@@ -107,10 +108,10 @@ def check_fits_data(comp, image: tuple[int, ...], classes: int, data: str = "CIF
     input_span = main.input.span if main.input is not None else main.span
     if tuple(g.input_shape) != tuple(image):
         wanted = f"input [{', '.join(map(str, image))}]"
-        raise ShapeError(f"the network's input {_shape(g.input_shape)} does not fit {data} images ({_shape(image)})",
+        raise ShapeError(f"the network's input {fmt(g.input_shape)} does not fit {data} images ({fmt(image)})",
                          input_span, expected=wanted, found=f"input {list(g.input_shape)}",
                          hint=f"declare `{wanted}`{_set_hint(g, g.input_shape, image)}; archc train and eval "
-                              f"feed {data}'s {_shape(image)} images as they are")
+                              f"feed {data}'s {fmt(image)} images as they are")
     for out_id in g.output_ids:  # the main output, then each auxiliary head's (trained on the same labels)
         _check_scores(g, out_id, classes, data)
 
@@ -121,17 +122,14 @@ def _check_scores(g, out_id: str, classes: int, data: str) -> None:
     out = tuple(g.shapes[out_id])
     last = g.node(g.inputs(out_id)[0]).span
     if len(out) != 1:
-        raise ShapeError(f"{what} is {_shape(out)} per image, not a vector of {classes} class scores",
-                         last, expected=f"output {classes}", found=f"output {_shape(out)}",
+        raise ShapeError(f"{what} is {fmt(out)} per image, not a vector of {classes} class scores",
+                         last, expected=f"output {classes}", found=f"output {fmt(out)}",
                          hint=f"end it with a classifier head, e.g. `gap; flatten; linear({classes})`")
     if out[0] != classes:
         raise ShapeError(f"{what} gives {out[0]} class scores; {data} has {classes} classes", last,
                          expected=f"output {classes}", found=f"output {out[0]}",
                          hint=f"end it with linear({classes}){_set_hint(g, out, (classes,))}")
 
-
-def _shape(shape) -> str:
-    return "×".join(map(str, shape))
 
 
 def _set_hint(g, found: tuple, wanted: tuple) -> str:

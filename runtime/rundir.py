@@ -21,6 +21,7 @@ from archc.dsl.errors import CheckpointError, UsageError
 from archc.dsl.files import FileRefused, read_regular
 from archc.dsl.text import printable
 from archc.runtime.atomic import atomic_write
+from archc.runtime.report import write_json
 from archc.runtime.values import describe
 
 FILES = ("config.json", "run.json", "last.pt", "best.pt", "metrics.jsonl", "curves.png", "summary.json")
@@ -114,7 +115,7 @@ def keep(out: Path, facts: SpecFacts | None, about: dict[str, Any]) -> None:
     spec = {"arch": facts.arch, "spec": facts.path, "copy": f"{SPEC}/{facts.files[0][0]}",
             "graph_hash": facts.graph_hash} if facts else {"arch": None}
     run = {"archc": __version__, **spec, **about, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    atomic_write(out / "run.json", lambda f: f.write((json.dumps(run, indent=2) + "\n").encode()))
+    write_json(out / "run.json", run)
 
 
 def is_run(out: Path) -> bool:
@@ -137,12 +138,17 @@ def _load(path: Path) -> Any:
     return json.loads(read_regular(path, SUMMARY_BYTES))
 
 
+def read_object(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``, or {} when it is missing, damaged or not an object."""
+    with contextlib.suppress(*_UNREADABLE):
+        value = _load(path)
+        return value if isinstance(value, dict) else {}
+    return {}
+
+
 def started_from(out: Path) -> dict[str, Any]:
     """RUN/run.json, or {} for a run folder without one (or a damaged one: see check_run_files)."""
-    with contextlib.suppress(*_UNREADABLE):
-        about = _load(out / "run.json")
-        return about if isinstance(about, dict) else {}
-    return {}
+    return read_object(out / "run.json")
 
 
 def finished(out: Path, epochs: int | None = None) -> dict[str, Any] | None:

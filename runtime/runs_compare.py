@@ -17,7 +17,6 @@ import click
 
 from archc.dsl.text import printable
 
-CONFIG_BYTES = 1 << 20
 # summary.json keys for the test accuracy of best.pt, newest first (older runs named it differently)
 TEST_ACC_KEYS = ("test_acc", "best_test_acc", "final_test_acc")
 
@@ -57,15 +56,15 @@ def read_run(path: Path) -> RunRow:
         raise UsageError("not a finished archc run", where=printable(path),
                          expected="a folder with summary.json, written by `archc train --out DIR` when it finishes",
                          hint="pass the --out folder of a finished run (resume an interrupted one with --resume)")
-    about, config = rundir.started_from(path), _json(path / "config.json")
+    about, config = rundir.started_from(path), rundir.read_object(path / "config.json")
     arch = _str(summary.get("arch")) or _str(about.get("arch"))
     batch = _int(config.get("batch_size"))
-    graph, digest = _graph(path, about, config)
+    graph = _graph(path, about, config)
     memory = None
     if graph is not None and batch is not None:
         from archc.runtime.compare import train_memory
         memory = train_memory(graph, batch)
-    digest = _str(summary.get("graph_hash")) or _str(about.get("graph_hash")) or digest
+    digest = _str(summary.get("graph_hash")) or _str(about.get("graph_hash")) or _hash(graph)
     test = next((v for v in (_fraction(summary.get(k)) for k in TEST_ACC_KEYS) if v is not None), None)
     return RunRow(path.name or str(path), arch, digest or arch or str(path), digest, test,
                   _fraction(summary.get("best_val_acc")), _int(summary.get("params")), _int(summary.get("macs")),
@@ -73,21 +72,26 @@ def read_run(path: Path) -> RunRow:
 
 
 def _graph(path: Path, about: dict, config: dict):
-    """The run's network compiled from its spec/ copy with its --set values, and its hash; (None, None)
-    when the run kept no copy or the copy no longer compiles."""
-    from archc.compiler.graphhash import graph_hash
+    """The run's network compiled from its spec/ copy with its --set values; None when the run kept
+    no copy or the copy no longer compiles."""
     from archc.compiler.passes import compile_file
     from archc.dsl.errors import ArchError
     copy = _str(about.get("copy"))
     spec = (path / copy) if copy else None
     if spec is None or not spec.resolve().is_relative_to(path.resolve()) or not spec.is_file():
-        return None, None
+        return None
     params = config.get("params") if isinstance(config.get("params"), dict) else {}
     try:
         g = compile_file(str(spec), overrides={k: _tuples(v) for k, v in params.items()}).graph
     except ArchError:
-        return None, None
-    return g, graph_hash(g)
+        return None
+    return g
+
+
+def _hash(graph) -> str | None:
+    """The graph hash of a run whose folder records none (an older archc): computed from its spec/ copy."""
+    from archc.compiler.graphhash import graph_hash
+    return graph_hash(graph) if graph is not None else None
 
 
 def _columns() -> list:
@@ -104,15 +108,6 @@ def _percent(v: float) -> str:
 
 
 # ---- defensive readers: a figure of the wrong type is absent, not an error ------------------------
-def _json(path: Path) -> dict:
-    from archc.dsl.files import FileRefused, read_regular
-    try:
-        value = json.loads(read_regular(path, CONFIG_BYTES))
-    except (OSError, ValueError, RecursionError, FileRefused):
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
 def _number(v) -> float | None:
     ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
     return float(v) if ok else None

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from archc.compiler.ops import fmt
 from archc.dsl.errors import ArchError, UsageError
 from archc.dsl.loader import shown
 from archc.dsl.text import printable
@@ -81,11 +82,11 @@ def _summary_lines(g, depth, failed=None) -> tuple[str, list[str], int | None]:
     bad = (scope_key(failed.id, depth) or g.name) if failed else None
     if bad is not None and bad not in {r.name for r in found}:  # the failing node opens a new row
         found.append(Row(bad, failed.op, 0, (), 0, 0, 0, 0, 0))
-    cells = [[printable(r.name, None), printable(r.kind), "✗ shape error" if r.name == bad else _shape(r.output_shape),
+    cells = [[printable(r.name, None), printable(r.kind), "✗ shape error" if r.name == bad else fmt(r.output_shape),
               f"{r.params:,}", human(r.macs), human(r.other_ops), human(r.act_fp32_bytes, "B"),
               human(r.act_bf16_bytes, "B")] for r in found]
     t = g.totals()
-    out = _shape(g.shapes[g.output_id]) if failed is None else "(so far)"
+    out = fmt(g.shapes[g.output_id]) if failed is None else "(so far)"
     cells.append(["total", f"{len(g):,} nodes", out, f"{t.params:,}", human(t.macs), human(t.other_ops),
                   human(4 * t.activations, "B"), human(2 * t.activations, "B")])
     header = ["scope", "op / block", "output", "params", "MACs", "other ops", "act fp32", "act bf16"]
@@ -94,19 +95,16 @@ def _summary_lines(g, depth, failed=None) -> tuple[str, list[str], int | None]:
     if g.aux_ids and failed is None:
         lines += [_output_line(o, i) for i, o in enumerate(outputs(g))]
     bad_line = next((i + 2 for i, r in enumerate(found) if r.name == bad), None)
-    return f"{printable(g.name)}  input {_shape(g.input_shape)}", lines, bad_line
+    return f"{printable(g.name)}  input {fmt(g.input_shape)}", lines, bad_line
 
-
-def _shape(shape) -> str:
-    return "×".join(map(str, shape))
 
 
 def _output_line(o, i: int) -> str:
     """``output 1000: 1.50G MACs in eval`` / ``aux 2 (aux1) 1000: +0.01G MACs, +3.4M params in training``."""
     from archc.compiler.summary import human
     if i == 0:
-        return f"output {_shape(o.shape)}: {human(o.macs)} MACs in eval (the auxiliary heads run only in training)"
-    return (f"aux {i} ({printable(o.name)}) {_shape(o.shape)}: +{human(o.macs)} MACs, "
+        return f"output {fmt(o.shape)}: {human(o.macs)} MACs in eval (the auxiliary heads run only in training)"
+    return (f"aux {i} ({printable(o.name)}) {fmt(o.shape)}: +{human(o.macs)} MACs, "
             f"+{o.params:,} params in training")
 
 
@@ -266,7 +264,7 @@ def _print_registry_table(rows):
         if "error" in r:
             cells.append([printable(r["name"]), "", "", "", "", f"{where}  error: {printable(r['error'])}"])
         else:
-            cells.append([printable(r["name"]), _shape(r["input"]), f"{r['params']:,}", human(r["macs"]),
+            cells.append([printable(r["name"]), fmt(r["input"]), f"{r['params']:,}", human(r["macs"]),
                           f"{r['nodes']:,}", where])
     for line in table(["arch", "input", "params", "MACs", "nodes", "from"], cells, right={1, 2, 3, 4}):
         click.echo(line)

@@ -8,7 +8,9 @@ cached weights and config.json are cases_io's; --config and run.json/summary.jso
   refused before one is compiled (--max-variants).
 * ``hangs: huge literals``: 5,000- and 100,000-digit integers and 10**6-element literals in a spec and in
   --set, through every command: refused at the literal (a bound, no 4300-digit ValueError).
-Each case's timeout is 60 s: every refusal here takes well under a second.
+A refusal here takes well under a second, plus start-up: 60 s is a hang, except for the commands that
+compile every bundled spec or build a net first (kit.HEAVY: `list` takes 6 s on a quiet machine), which
+keep the runner's default so that 10x load is no hang.
 """
 from __future__ import annotations
 
@@ -17,10 +19,14 @@ import socket
 from pathlib import Path
 
 from cases_io import _with
-from kit import ENV, SPEC, commands, inert, spec, tiny
+from kit import ENV, SPEC, commands, heavy, inert, spec, tiny
 from runner import Case
 
 TIMEOUT = 60
+
+
+def _timeout(cmd: str) -> float:
+    return Case.timeout if heavy(cmd) else TIMEOUT
 
 KINDS = ("fifo", "folder", "/dev/zero", "/dev/urandom", "socket")
 
@@ -51,7 +57,7 @@ def special_spec_cases() -> list[Case]:
             for j, (cmd, argv) in enumerate(commands().items()):
                 if cmd == "list" and where == "the spec":
                     argv = ("list",)  # the special file sits on $ARCHC_PATH: list must skip or name it
-                cases.append(Case(f"{klass}/{kind} as {where}/{cmd}", klass, argv, setup, ENV, timeout=TIMEOUT,
+                cases.append(Case(f"{klass}/{kind} as {where}/{cmd}", klass, argv, setup, ENV, timeout=_timeout(cmd),
                                   expect=_listed if cmd == "list" else None,
                                   slow=(i + j + (where == "an imported file")) % 6 != 0 or cmd == "list"))
     return cases
@@ -70,7 +76,7 @@ def grid_cases() -> list[Case]:
              "2**40 variants of 40 --set flags": tuple(a for i in range(40) for a in ("--set", f"width={i},{i + 1}")),
              "a 1 MB --set of nested brackets": ("--set", "width=" + "[" * 500_000 + "]" * 500_000),
              "10**6 empty values": ("--set", "width=" + "," * 10**6)}
-    return [Case(f"{klass}/{what}/sweep", klass, ("sweep", SPEC, *flags), spec(tiny()), ENV, timeout=TIMEOUT)
+    return [Case(f"{klass}/{what}/sweep", klass, ("sweep", SPEC, *flags), spec(tiny()), ENV, timeout=_timeout("sweep"))
             for what, flags in grids.items()]
 
 
@@ -84,12 +90,12 @@ def literal_cases() -> list[Case]:
     for i, (what, literal) in enumerate(LITERALS.items()):
         text = tiny().replace("conv(width, 3", f"conv({literal}, 3")
         for j, (cmd, argv) in enumerate(commands(emits=False).items()):
-            cases.append(Case(f"{klass}/{what} in the spec/{cmd}", klass, argv, spec(text), ENV, timeout=TIMEOUT,
+            cases.append(Case(f"{klass}/{what} in the spec/{cmd}", klass, argv, spec(text), ENV, timeout=_timeout(cmd),
                               expect=inert if cmd == "sweep" else None,  # sweep lists a variant's error in its table
                               slow=(i + j) % 4 != 0 or cmd == "list" or len(literal) > 10**5))
         for cmd in ("check", "sweep", "train"):
             cases.append(Case(f"{klass}/{what} in --set/{cmd}", klass, (*commands()[cmd], "--set", f"width={literal}"),
-                              spec(tiny()), ENV, timeout=TIMEOUT, slow=cmd != "check" or len(literal) > 10**5))
+                              spec(tiny()), ENV, timeout=_timeout(cmd), slow=cmd != "check" or len(literal) > 10**5))
     return cases
 
 
