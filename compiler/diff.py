@@ -56,17 +56,17 @@ class GraphDiff:
 
 def diff(a: Graph, b: Graph, depth: int = 2) -> GraphDiff:
     """Every node and scope difference between ``a`` and ``b`` (linear in their sizes)."""
-    to_b = _match(a, b)
+    da, db = upstream_digests(a), upstream_digests(b)
+    to_b = _match(a, b, da, db)
     nodes = [*_node_changes(a, b, to_b)]
-    out = GraphDiff(a.name, b.name, graph_hash(a), graph_hash(b), nodes, _scopes(a, b, nodes, depth))
+    out = GraphDiff(a.name, b.name, graph_hash(a, da), graph_hash(b, db), nodes, _scopes(a, b, nodes, depth))
     out.edges_added, out.edges_removed = _edge_delta(a, b, to_b)
     return out
 
 
-def _match(a: Graph, b: Graph) -> dict:
-    """A's node id -> B's: the same id, else a B-only node with the same upstream digest."""
+def _match(a: Graph, b: Graph, da: dict[str, str], db: dict[str, str]) -> dict:
+    """A's node id -> B's: the same id, else a B-only node with the same upstream digest (``da``, ``db``)."""
     to_b = {n: n for n in a.topo() if n in b}
-    da, db = upstream_digests(a), upstream_digests(b)
     free = defaultdict(deque)
     for n in b.topo():
         if n not in a:

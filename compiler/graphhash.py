@@ -21,10 +21,11 @@ from archc.compiler.ir import Graph
 DIGEST = 16  # bytes: 128-bit hashes, collisions are not a practical concern
 
 
-def graph_hash(g: Graph) -> str:
-    """32 hex digits identifying the architecture of ``g`` (needs shapes: a compiled graph)."""
+def graph_hash(g: Graph, up: dict[str, str] | None = None) -> str:
+    """32 hex digits identifying the architecture of ``g`` (needs shapes: a compiled graph); ``up``:
+    its ``upstream_digests`` when the caller has them already."""
     import networkx  # deferred: ~170 ms, and `archc check` never needs it
-    up = upstream_digests(g)
+    up = up or upstream_digests(g)
     h = networkx.DiGraph()
     for n in g.topo():
         h.add_node(n, label=up[n])
