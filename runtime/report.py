@@ -87,9 +87,13 @@ class Board:
             self.path = None
             return
         self.Event, self.Summary, self.RecordWriter = Event, Summary, RecordWriter
-        stem = f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}"
-        # a file of its own per run, even for two runs in one process within one second (resume after Ctrl-C)
-        self.path = next(p for n in itertools.count() if not (p := out / f"{stem}{f'.{n}' if n else ''}.archc").exists())
+        # TensorBoard reads a folder's event files in name order and, when a later file restarts at an
+        # earlier step, drops what it read past that step: names must sort as the runs began. So the
+        # name carries the time to the nanosecond, then a fixed-width count for clocks too coarse to
+        # tell two runs apart (a resume right after Ctrl-C in the same process).
+        ns = time.time_ns()
+        stem = f"events.out.tfevents.{ns // 10**9:010d}.{ns % 10**9:09d}.{socket.gethostname()}.{os.getpid()}"
+        self.path = next(p for n in itertools.count() if not (p := out / f"{stem}.{n:03d}.archc").exists())
         self._append([Event(wall_time=time.time(), file_version="brain.Event:2"),
                       Event(wall_time=time.time(), step=first_epoch, session_log=SessionLog(status=SessionLog.START))])
 

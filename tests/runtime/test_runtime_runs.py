@@ -210,7 +210,11 @@ def _scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
     return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 
 
-def test_tensorboard_log_matches_metrics_and_shows_each_epoch_once_after_a_resume(tiny_data, tmp_path):
+@pytest.mark.parametrize("clock", ["real", "frozen"])
+def test_tensorboard_log_matches_metrics_and_shows_each_epoch_once_after_a_resume(tiny_data, tmp_path, monkeypatch, clock):
+    if clock == "frozen":  # both runs start within one clock tick: the file names must still sort as they began
+        from archc.runtime import report
+        monkeypatch.setattr(report, "time", SimpleNamespace(time=lambda: 1.8e9, time_ns=lambda: 18 * 10**17))
     out = tmp_path / "run"
     cfg = dict(data=str(tiny_data), out=out, epochs=3, batch_size=64, quiet=True, device="cpu")
     torch.manual_seed(0)
