@@ -108,12 +108,10 @@ def _what_changed(a: Graph, b: Graph, n: str, to_b: dict) -> tuple:
 def _scopes(a: Graph, b: Graph, nodes: list, depth: int) -> list[ScopeDelta]:
     ra, rb = {r.name: r for r in rows(a, depth)}, {r.name: r for r in rows(b, depth)}
     changes, renames = defaultdict(int), defaultdict(int)
-    for c in nodes:
-        for g, n in ((a, c.a), (b, c.b)):
-            if n is not None:
-                key = scope_key(n, depth) or g.name
-                changes[key] += 1
-                renames[key] += c.status == "renamed"
+    for c in nodes:  # a change counts once in each scope it touches (a changed node is in both graphs)
+        for key in {scope_key(n, depth) or g.name for g, n in ((a, c.a), (b, c.b)) if n is not None}:
+            changes[key] += 1
+            renames[key] += c.status == "renamed"
     out = []
     for name in _merged(list(ra), list(rb)):
         x, y = ra.get(name), rb.get(name)

@@ -130,14 +130,8 @@ def render(graph: Graph, out_path: str | Path, fmt: str = "svg", depth: int | No
     writes each file (the command line passes one that refuses FIFOs and devices).
     """
     import graphviz
-    out = Path(out_path)
-    if out.suffix[1:] in FORMATS:
-        fmt = out.suffix[1:]
-    elif fmt in FORMATS:
-        out = out.with_name(out.name + f".{fmt}")
-    else:
-        raise RenderError(f"unknown image format `{printable(fmt)}`", where=str(out_path),
-                          expected=" or ".join(FORMATS))
+    out = image_path(out_path, fmt)
+    fmt = out.suffix[1:]
     if dpi < 1:
         raise RenderError(f"--dpi {dpi} is not a resolution", where="--dpi", expected="a positive number, e.g. 200")
     source = to_dot(graph, depth, rankdir=rankdir, dpi=dpi if fmt == "png" else None, max_boxes=max_boxes)
@@ -153,6 +147,16 @@ def render(graph: Graph, out_path: str | Path, fmt: str = "svg", depth: int | No
                       write) from None
     write(out, image)
     return out
+
+
+def image_path(out_path: str | Path, fmt: str = "svg") -> Path:
+    """Where ``render`` writes: ``out_path`` when its suffix names a format, else ``out_path.fmt``."""
+    out = Path(out_path)
+    if out.suffix[1:] in FORMATS:
+        return out
+    if fmt in FORMATS:
+        return out.with_name(f"{out.name}.{fmt}")
+    raise RenderError(f"unknown image format `{printable(fmt)}`", where=str(out_path), expected=" or ".join(FORMATS))
 
 
 def _failed(out: Path, fmt: str, source: str, what: str, hint: str, write) -> RenderError:

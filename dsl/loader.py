@@ -64,7 +64,11 @@ class Program:
     blocks: dict = field(default_factory=dict)  # name -> BlockDef (main file's and imported)
     schemes: dict = field(default_factory=dict)  # name -> InitScheme defined by `init NAME = { ... }`
     lets: list = field(default_factory=list)  # library files' top-level `let`s (values, functions), in load order
-    files: list = field(default_factory=list)
+    sources: dict = field(default_factory=dict)  # file name as shown -> the text compiled, main file first
+
+    @property
+    def files(self) -> list[str]:
+        return list(self.sources)
 
 
 def shown(path) -> str:
@@ -121,7 +125,7 @@ class _Loader:
 
     def load_main(self, text: str, name: str) -> Program:
         module = parse(text, name, self.max_depth)
-        self.program = Program(module, files=[name])
+        self.program = Program(module, sources={name: text})
         self._add_blocks(module)
         try:
             self._imports(module, self.root, self.root)
@@ -164,14 +168,15 @@ class _Loader:
         if real in self.loaded:
             return
         name = shown(target)
-        module = parse(read_source(real, imp.span), name, self.max_depth)
+        text = read_source(real, imp.span)
+        module = parse(text, name, self.max_depth)
         if module.name is not None or module.init is not None or not all(isinstance(i, ast.Let) for i in module.body):
             raise ImportError_(f"{raw} is not a library file", imp.span,
                                expected="a file of `block`, `let` and `init NAME = { ... }` definitions and imports only",
                                found="an `arch` header or network items",
                                hint="move the shared blocks into their own file")
         self.loaded.add(real)
-        self.program.files.append(name)
+        self.program.sources[name] = text
         self.stack.append(real)
         try:
             self._add_blocks(module)

@@ -16,13 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import ValidationError
 
 from archc.dsl.errors import CheckpointError
 from archc.dsl.text import printable
 from archc.runtime import torchfile
 from archc.runtime.atomic import atomic_write
-from archc.runtime.checkpoint_schema import FORMAT, VERSION, Checkpoint, problem
+from archc.runtime.checkpoint_schema import FORMAT, VERSION, Checkpoint, first_problem
 from archc.runtime.values import describe
 
 HINT = "use a last.pt or best.pt written by archc train (a run folder holds both)"
@@ -37,10 +36,8 @@ def save(path: Path, state: dict[str, Any]) -> None:
     OSError (ENOSPC, EFBIG, EROFS) worth showing.
     """
     full = {"format": FORMAT, "version": VERSION, **state}
-    try:
-        Checkpoint.model_validate(full)
-    except ValidationError as err:
-        key, expected, found = problem(err)
+    if bad := first_problem(Checkpoint.model_validate, full):
+        key, expected, found = bad
         raise ValueError(f"the checkpoint state does not match runtime/checkpoint_schema.py at {key}: "
                          f"expected {expected}, found {found}") from None
     buf = io.BytesIO()
@@ -65,10 +62,8 @@ def load(path: Path) -> dict[str, Any]:
     if state.get("version") != VERSION:
         raise CheckpointError("unsupported checkpoint version", where=str(path), expected=str(VERSION),
                               found=printable(repr(state.get("version")), 80), hint=HINT)
-    try:
-        Checkpoint.model_validate(state)
-    except ValidationError as err:
-        key, expected, found = problem(err)
+    if bad := first_problem(Checkpoint.model_validate, state):
+        key, expected, found = bad
         raise CheckpointError(f"checkpoint field {key} is not what archc train writes", where=str(path),
                               expected=expected, found=found,
                               hint=f"{HINT}; this one was changed, or written by another program") from None

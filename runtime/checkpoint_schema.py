@@ -1,7 +1,7 @@
 """What a checkpoint holds: one pydantic model, checked when a checkpoint is written and when it is read.
 
 A file that loads (``weights_only``) can still hold any plain value anywhere: a nested list where a
-tensor belongs, a history entry without its loss, ``best`` as a string. :func:`problem` reports the first
+tensor belongs, a history entry without its loss, ``best`` as a string. :func:`first_problem` reports the first
 difference from what ``archc train`` writes, located by key path (``history[3].loss``), with what was
 expected and a one-line description of what was found; unknown keys are errors. The writer
 (``runtime/session.py: state``) adds a field here first: ``checkpoint.save`` validates too, so a field
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Callable, Literal, get_args
 
 import torch
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model,
@@ -180,9 +180,17 @@ class Checkpoint(_Strict):
 StateDict = TypeAdapter(Annotated[dict[str, Tensor], FailFast], config=ConfigDict(strict=True, arbitrary_types_allowed=True))
 
 
-def problem(err: ValidationError) -> tuple[str, str, str]:
-    """(key path, expected, found) of the first error, each bounded for a terminal."""
-    e = err.errors(include_url=False)[0]
+def first_problem(validate: Callable[[Any], Any], value: Any) -> tuple[str, str, str] | None:
+    """None when ``validate(value)`` passes (``Checkpoint.model_validate``, ``StateDict.validate_python``);
+    else (key path, expected, found) of its first error, each bounded for a terminal."""
+    try:
+        validate(value)
+    except ValidationError as err:
+        return _problem(err.errors(include_url=False)[0])
+    return None
+
+
+def _problem(e: dict) -> tuple[str, str, str]:
     ctx, path = e.get("ctx") or {}, _keypath(e["loc"])
     if e["type"] == "unknown_key":
         return _keypath((*e["loc"], ctx["key"])), "only the keys archc train writes", "an unknown key"

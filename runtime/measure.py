@@ -82,8 +82,9 @@ def measure(spec: MeasureSpec, report) -> dict:
     from archc.compiler.builder import build_graph
     from archc.runtime.cli import parse_sets
     from archc.runtime.compare import compile_for
+    from archc.runtime.distributed import resolve_device
     graph, _ = compile_for(spec.file, parse_sets(spec.sets), spec.limits)
-    dev = _device(torch, spec.device)
+    dev = resolve_device(spec.device)
     if dev.type == "cpu":
         _warm_cpu_runtime(torch)
     rss_before = _peak_rss()
@@ -102,14 +103,6 @@ def measure(spec: MeasureSpec, report) -> dict:
         peak, name = _peak_rss() - rss_before, "cpu"
     return {"images_per_s": statistics.median(speeds), "images_per_s_range": [min(speeds), max(speeds)],
             "rounds": speeds, "peak_bytes": peak, "device": name}
-
-
-def _device(torch, want: str):
-    if want == "auto":
-        want = "cuda" if torch.cuda.is_available() else "cpu"
-    elif want == "cuda" and not torch.cuda.is_available():
-        raise MeasureError("--device cuda: CUDA is not available here", where="--device", hint="use --device cpu")
-    return torch.device(want)
 
 
 def _warm_cpu_runtime(torch):

@@ -42,16 +42,16 @@ class SpecFacts:
 
 
 def spec_facts(comp, path: str) -> SpecFacts:
-    """The facts of a compiled spec; imported files keep their place relative to the main file's folder."""
+    """The facts of a compiled spec: the texts it was compiled from (not the files re-read, which may have
+    changed since); imported files keep their place relative to the main file's folder."""
     from archc.compiler.graphhash import graph_hash
-    from archc.dsl.loader import MAX_FILE_BYTES
 
     root = Path(os.path.realpath(path)).parent
     files = []
-    for name in comp.program.files:
+    for name, text in comp.program.sources.items():
         real = Path(os.path.realpath(name))
         rel = real.relative_to(root) if real.is_relative_to(root) else Path(real.name)
-        files.append((rel.as_posix(), read_regular(real, MAX_FILE_BYTES)))
+        files.append((rel.as_posix(), text.encode()))
     g = comp.graph
     return SpecFacts(g.name, str(path), g.totals().macs, graph_hash(g), tuple(files))
 

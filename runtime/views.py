@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from archc.compiler.ops import fmt
+from archc.compiler.render import FORMATS, default_depth, image_path, render, to_dot
 from archc.dsl.errors import ArchError, UsageError
 from archc.dsl.loader import shown
 from archc.dsl.text import printable
@@ -131,8 +132,7 @@ class CompileFlags:
         return self.render or self.emit == "dot"
 
 
-IMAGES = ("svg", "png", "pdf")  # what --render writes
-PICTURES = {*IMAGES, "jpg", "jpeg", "gif", "webp", "bmp", "tif", "tiff"}  # suffixes that promise an image
+PICTURES = {*FORMATS, "jpg", "jpeg", "gif", "webp", "bmp", "tif", "tiff"}  # suffixes that promise an image
 
 
 def check_compile_flags(f: CompileFlags, sets) -> None:
@@ -157,9 +157,9 @@ def check_compile_flags(f: CompileFlags, sets) -> None:
          "add --render, or drop --format"),
         (f.dpi and not (f.render and (suffix or f.fmt) == "png"), "--dpi", "--dpi applies to --render as PNG only",
          "add --render --format png, or -o NAME.png"),
-        (f.render and suffix and suffix not in IMAGES, "-o", f"--render writes svg, png or pdf, not .{printable(suffix)}",
+        (f.render and suffix and suffix not in FORMATS, "-o", f"--render writes svg, png or pdf, not .{printable(suffix)}",
          "name the output NAME.svg, NAME.png or NAME.pdf"),
-        (f.render and f.fmt and suffix in IMAGES and suffix != f.fmt, "--format",
+        (f.render and f.fmt and suffix in FORMATS and suffix != f.fmt, "--format",
          f"--format {f.fmt} contradicts -o ...{printable(suffix)}", "drop one of them: -o's suffix alone picks the format"),
         (f.emit and suffix.lower() in PICTURES, "-o", f"--emit {f.emit} writes text, but -o names a .{printable(suffix)} image",
          "use --render for an image, or name the output e.g. x.txt, x.json, x.dot, x.py"),
@@ -180,7 +180,7 @@ def run_compile(file, sets, limits, f: CompileFlags):
         return
     comp = compile_spec(file, sets, **limits)
     if f.render:
-        out = _image_path(file, f)
+        out = image_path(f.output or Path(file).with_suffix("").name, f.fmt or "svg")  # -o, else FILE's name here
         _guard(out, comp.program.files)
         _render(comp.graph, out, f)
     elif f.emit:
@@ -206,21 +206,12 @@ def _dump(g, f: CompileFlags) -> str:
     if f.emit == "json":
         return g.to_json()
     if f.emit == "dot":
-        from archc.compiler.render import to_dot
         return to_dot(g, f.depth, **_draw_options(f))
     from archc.compiler.builder import emit_python
     return emit_python(g)
 
 
-def _image_path(file, f: CompileFlags) -> Path:
-    """-o as given when it has an image suffix; otherwise it (or FILE's name here) plus the format."""
-    out = Path(f.output) if f.output else Path(Path(file).with_suffix("").name)
-    fmt = out.suffix[1:] if out.suffix[1:] in IMAGES else (f.fmt or "svg")
-    return out if out.suffix[1:] == fmt else out.with_name(f"{out.name}.{fmt}")
-
-
 def _render(g, out: Path, f: CompileFlags):
-    from archc.compiler.render import default_depth, render
     opts = {**_draw_options(f), **({"dpi": f.dpi} if f.dpi else {})}
     path = render(g, out, out.suffix[1:], f.depth, **opts,
                   write=lambda p, data: write_output(p, data, "-o" if f.output else "--render", parents=True))

@@ -13,13 +13,12 @@ import os
 from pathlib import Path
 from urllib.parse import urlparse
 
-from pydantic import ValidationError
 
 from archc.dsl.errors import CheckpointError, UsageError
 from archc.dsl.text import printable
 from archc.runtime import torchfile
 from archc.runtime.checkpoint import mismatch
-from archc.runtime.checkpoint_schema import StateDict, problem
+from archc.runtime.checkpoint_schema import StateDict, first_problem
 
 
 def load_weights(model, spec: str) -> None:
@@ -29,10 +28,8 @@ def load_weights(model, spec: str) -> None:
     path = _fetch(weights)
     fix = f"delete {printable(path)}; the next run downloads it again"
     state = torchfile.read(path, "cached weights file", fix)
-    try:
-        StateDict.validate_python(state)
-    except ValidationError as err:
-        key, expected, found = problem(err)
+    if bad := first_problem(StateDict.validate_python, state):
+        key, expected, found = bad
         raise CheckpointError(f"cached weights file holds no state dict at {key}", where=str(path),
                               expected=f"parameter names -> tensors: {expected}", found=found, hint=fix) from None
     differences = mismatch(layout, state)

@@ -29,6 +29,9 @@ def test_resnet18_against_plain18():
     # each block's final relu now reads bn2 instead of the add: rewired, nothing else
     changed = {c.a: c.what for c in d.nodes if c.status == "changed"}
     assert changed == {f"layer{i}.{j}.relu_1": ("inputs",) for i in range(1, 5) for j in range(2)}
+    # per block, each change once: identity (or the 2-node projection), add, relu_1
+    assert {s.name: s.changes for s in d.scopes if s.changes} == {
+        f"layer{i}.{j}": 4 if i > 1 and j == 0 else 3 for i in range(1, 5) for j in range(2)}
     # the 1x1 projections of stages 2-4 (conv + BN weight and bias) are the only parameters lost
     by_scope = {s.name: (s.b.params - s.a.params) for s in d.scopes if s.a and s.b}
     for stage, (c_in, c_out) in {"layer2.0": (64, 128), "layer3.0": (128, 256), "layer4.0": (256, 512)}.items():

@@ -18,7 +18,7 @@ import torch
 import archc
 from archc.compiler.graphhash import graph_hash
 from archc.compiler.passes import compile_file
-from archc.runtime import checkpoint, config, loop, preflight, session
+from archc.runtime import checkpoint, config, loop, preflight, rundir, session
 from archc.runtime.augment import MEAN, STD
 from archc.runtime.cli import main
 from archc.runtime.config import TrainConfig, resolve_config
@@ -140,6 +140,19 @@ def test_spec_copy_includes_imported_files(tiny, tmp_path):
     assert (out / "spec" / "net.arch").read_text() == (tmp_path / "net.arch").read_text()
     assert (out / "spec" / "lib" / "stem.arch").read_text() == (tmp_path / "lib" / "stem.arch").read_text()
     assert compile_file(path=str(out / "spec" / "net.arch")).graph.totals() == compile_file(path=str(tmp_path / "net.arch")).graph.totals()
+
+
+def test_spec_copy_is_the_text_compiled_even_if_the_files_change_after(tmp_path):
+    (tmp_path / "lib").mkdir()
+    stem = "block stem(w) = { conv(w, 3, pad = 1, bias = false); bn; relu }\n"
+    net = 'import "lib/stem.arch"\n' + TINY_ARCH.replace("conv(width, 3, pad = 1, bias = false); bn; relu;", "stem(width);")
+    (tmp_path / "lib" / "stem.arch").write_text(stem)
+    (tmp_path / "net.arch").write_text(net)
+    comp = compile_file(path=str(tmp_path / "net.arch"))
+    for f in ("net.arch", "lib/stem.arch"):  # edited while the run starts
+        (tmp_path / f).write_text("# edited\n")
+    facts = rundir.spec_facts(comp, str(tmp_path / "net.arch"))
+    assert dict(facts.files) == {"net.arch": net.encode(), "lib/stem.arch": stem.encode()}
 
 
 def test_out_defaults_to_runs_arch_timestamp(tiny, tmp_path, monkeypatch):
