@@ -16,8 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from cases_io import _rotated
-from kit import CPU, ENV, SPEC, commands, inert, spec, tiny, train
+from kit import CPU, ENV, SPEC, commands, inert, rotated, spec, tiny, train
 from runner import Case
 
 CALL = "__import__('os').system('touch {m}')"
@@ -52,13 +51,13 @@ def spec_text_cases() -> list[Case]:
         for j, (cmd, argv) in enumerate(commands().items()):
             expect = _run_emitted if cmd == "compile --emit python" else inert
             cases.append(Case(f"{klass}/{attack!r} as {where}/{cmd}", klass, argv, spec(make), ENV, expect=expect,
-                              slow=_rotated(i, j, len(commands())) or cmd == "list"))
+                              slow=rotated(i, j, len(commands())) or cmd == "list"))
     for i, attack in enumerate(ATTACKS):  # the same text on the command line, as a string and as an expression
         for form in ('"{}"', "{}"):
             for j, cmd in enumerate(("check", "compile --emit python", "sweep", "train")):
                 argv = (*commands()[cmd], "--set", "tag=" + form.format(attack.replace("CALL", CALL.format(m="{tmp}/PWNED"))))
                 cases.append(Case(f"{klass}/--set tag={form} {attack!r}/{cmd}", klass, argv, spec(tiny()), ENV,
-                                  expect=_run_emitted if "python" in cmd else inert, slow=_rotated(i, j, 4)))
+                                  expect=_run_emitted if "python" in cmd else inert, slow=rotated(i, j, 4)))
     return cases
 
 

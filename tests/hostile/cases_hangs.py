@@ -18,8 +18,7 @@ import os
 import socket
 from pathlib import Path
 
-from cases_io import _with
-from kit import ENV, SPEC, commands, heavy, inert, spec, tiny
+from kit import ENV, SPEC, chain, commands, heavy, inert, spec, tiny
 from runner import Case
 
 TIMEOUT = 60
@@ -53,7 +52,7 @@ def special_spec_cases() -> list[Case]:
     for i, kind in enumerate(KINDS):
         places = {"the spec": (spec(tiny()), "lib/s.arch"), "an imported file": (spec(with_import), "lib/parts.arch")}
         for where, (base, rel) in places.items():
-            setup = _with(base, lambda tmp, k=kind, r=rel: _make(k, tmp / r))
+            setup = chain(base, lambda tmp, k=kind, r=rel: _make(k, tmp / r))
             for j, (cmd, argv) in enumerate(commands().items()):
                 if cmd == "list" and where == "the spec":
                     argv = ("list",)  # the special file sits on $ARCHC_PATH: list must skip or name it

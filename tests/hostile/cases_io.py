@@ -6,15 +6,10 @@ no hang, the marker never created, every file the setup made (and ``protect``) u
 """
 from __future__ import annotations
 
-import atexit
-import contextlib
-import functools
-import io
 import json
 import pickle
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -22,98 +17,17 @@ import numpy as np
 import torch
 
 import payloads as pl
+from kit import CPU, DATA, EVAL, RESUME, Maker, base, chain, file_at, good_checkpoint, rotated, special
 from runner import REPO, Case
 
-SAMPLE = REPO / "runtime" / "sample" / "cifar-10-batches-py"
-TINY = """\
-arch tiny(width = 4, classes = 10)
-input [3, 32, 32]
-
-conv(width, 3, pad = 1); relu; gap; flatten
-linear(classes)
-"""
-DATA = "{tmp}/data"
-CPU = ("--device", "cpu")
 TRAIN = ("train", "{tmp}/tiny.arch", "--data", DATA, "--out", "{tmp}/run", "--epochs", "1", "--batch-size", "8",
          "--val-split", "0", *CPU, "--quiet")
-EVAL = ("eval", "{tmp}/tiny.arch", "--checkpoint", "{tmp}/good.pt", "--data", DATA, *CPU)
-RESUME = ("train", "{tmp}/tiny.arch", "--out", "{tmp}/run", "--resume")
 WEIGHTS_FILE = "th/hub/checkpoints/resnet18-f37072fd.pth"  # torchvision's ResNet18_Weights.IMAGENET1K_V1
 COMPILE = ("compile", str(REPO / "archs" / "resnet18.arch"), "--weights", "torchvision:resnet18")
-
-
-def _with(*steps: Callable[[Path], None]) -> Callable[[Path], None]:
-    def setup(tmp: Path) -> None:
-        for step in steps:
-            step(tmp)
-    return setup
-
-
-def _base(tmp: Path) -> None:
-    """tiny.arch, a data folder (the sample's first and test batches) and a checkpoint of tiny.arch."""
-    (tmp / "tiny.arch").write_text(TINY)
-    folder = tmp / "data" / "cifar-10-batches-py"
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in ("data_batch_1", "test_batch"):
-        shutil.copy(SAMPLE / name, folder / name)
-    shutil.copy(_good_checkpoint(), tmp / "good.pt")
-
-
-@functools.cache
-def _good_checkpoint() -> Path:
-    """A checkpoint of tiny.arch as archc train writes it, made once (with a real one-epoch run)."""
-    from archc.runtime.cli import main
-
-    root = Path(tempfile.mkdtemp(prefix="archc-hostile-"))
-    atexit.register(shutil.rmtree, root, ignore_errors=True)
-    (root / "tiny.arch").write_text(TINY)
-    folder = root / "data" / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    for name in ("data_batch_1", "test_batch"):
-        shutil.copy(SAMPLE / name, folder / name)
-    with contextlib.redirect_stdout(io.StringIO()):
-        code = main(["train", str(root / "tiny.arch"), "--data", str(root / "data"), "--out", str(root / "run"),
-                     "--epochs", "1", "--batch-size", "100", "--device", "cpu", "--quiet"])
-    assert code == 0, "the reference run for the hostile cases failed"
-    return root / "run" / "last.pt"
-
-
-Maker = Callable[[Path, str], None]  # writes a hostile file at a path; the str is the marker it aims at
-
-
-def _file(rel: str, content: bytes | Maker) -> Callable[[Path], None]:
-    """A setup step: ``content`` (bytes, or a Maker) at ``tmp/rel``, replacing what is there."""
-    def make(tmp: Path) -> None:
-        path = tmp / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.is_file() or path.is_symlink():
-            path.unlink()
-        content(path, str(tmp / "PWNED")) if callable(content) else path.write_bytes(content)
-    return make
-
-
-def _special(kind: str) -> Maker:
-    """A FIFO, a folder, or a link to a device, where a file belongs."""
-    def make(path: Path, marker: str) -> None:
-        if kind == "fifo":
-            pl.make_fifo(path)
-        elif kind == "folder":
-            path.mkdir()
-        else:
-            path.symlink_to(kind)
-    return make
-
-
 SPECIAL = ("fifo", "folder", "/dev/zero", "/dev/urandom")
 
 
 # ---- 2. data batches -----------------------------------------------------------------------------------
-
-def _rotated(variant: int, command: int, commands: int) -> bool:
-    """Whether a (variant, command) pair is left to the slow target: the default suite takes each variant
-    through one command, turn by turn, so every command still meets every class."""
-    return variant % commands != command
-
 
 def _bytes(build: Callable[[], bytes]) -> Maker:
     return lambda path, marker: path.write_bytes(build())
@@ -152,19 +66,19 @@ def data_cases() -> list[Case]:
     cases = []
     for i, ((klass, variant), make) in enumerate(_batches().items()):
         for j, (name, argv) in enumerate((("test_batch", EVAL), ("data_batch_1", TRAIN), ("test_batch", TRAIN))):
-            setup = _with(_base, _file(f"data/cifar-10-batches-py/{name}", make))
-            cases.append(Case(f"{klass}/{variant}/{argv[0]} {name}", klass, argv, setup, slow=_rotated(i, j, 3)))
+            setup = chain(base, file_at(f"data/cifar-10-batches-py/{name}", make))
+            cases.append(Case(f"{klass}/{variant}/{argv[0]} {name}", klass, argv, setup, slow=rotated(i, j, 3)))
     for kind in SPECIAL:
         for rel, argv in (("data/cifar-10-batches-py/data_batch_1", TRAIN), ("data/cifar-10-batches-py/test_batch", EVAL),
                           ("data/test_batch", EVAL)):
-            steps = [_base, _file(rel, _special(kind))]
+            steps = [base, file_at(rel, special(kind))]
             if rel == "data/test_batch":  # the batches directly in --data, no cifar-10-batches-py folder
                 steps.insert(1, lambda tmp: shutil.rmtree(tmp / "data" / "cifar-10-batches-py"))
             cases.append(Case(f"data: special files/{kind} as {rel}/{argv[0]}", "data: special files", argv,
-                              _with(*steps)))
-    for what, make in (("a file", b"x"), ("a FIFO", _special("fifo")), ("/dev/null", _special("/dev/null"))):
+                              chain(*steps)))
+    for what, make in (("a file", b"x"), ("a FIFO", special("fifo")), ("/dev/null", special("/dev/null"))):
         for argv in (TRAIN, EVAL):
-            setup = _with(_base, lambda tmp: shutil.rmtree(tmp / "data"), _file("data", make))
+            setup = chain(base, lambda tmp: shutil.rmtree(tmp / "data"), file_at("data", make))
             cases.append(Case(f"data: special files/--data names {what}/{argv[0]}", "data: special files", argv, setup))
     return cases
 
@@ -180,7 +94,7 @@ def _torch_files() -> dict[tuple[str, str], Maker]:
             out["code in a torch file", f"{name} ({fmt})"] = \
                 lambda p, m, name=name, kw=kw: torch.save({"conv1.weight": pl.calls(m)[name]}, p, **kw)
     out["damaged torch file", "empty"] = b""
-    out["damaged torch file", "cut in half"] = lambda p, m: p.write_bytes(_good_checkpoint().read_bytes()[:20_000])
+    out["damaged torch file", "cut in half"] = lambda p, m: p.write_bytes(good_checkpoint().read_bytes()[:20_000])
     out["damaged torch file", "random bytes"] = np.random.default_rng(0).bytes(4096)
     out["damaged torch file", "a list"] = lambda p, m: torch.save([1, 2], p)
     out["damaged torch file", "a nested list for a tensor"] = \
@@ -190,7 +104,7 @@ def _torch_files() -> dict[tuple[str, str], Maker]:
         out["zip bomb", f"{declared:,} bytes declared"] = lambda p, m, d=declared: pl.zip_bomb(p, d)
     out["zip bomb", "128 MiB of zeros, deflated"] = lambda p, m: pl.zip_bomb(p, 128 << 20, real=True)
     for kind in SPECIAL:
-        out["special files", kind] = _special(kind)
+        out["special files", kind] = special(kind)
     return out
 
 
@@ -198,7 +112,7 @@ def weights_cases() -> list[Case]:
     """Each builds resnet18 (about a second): beyond os.system, code in the cached file runs in the slow
     target; the loader is the checkpoints' one, whose cases all run by default."""
     env = {"TORCH_HOME": "{tmp}/th"}
-    return [Case(f"weights: {klass}/{variant}", f"weights: {klass}", COMPILE, _file(WEIGHTS_FILE, make), env,
+    return [Case(f"weights: {klass}/{variant}", f"weights: {klass}", COMPILE, file_at(WEIGHTS_FILE, make), env,
                  slow=klass.startswith("code") and not variant.startswith("os.system") or "deflated" in variant)
             for (klass, variant), make in _torch_files().items()]
 
@@ -206,7 +120,7 @@ def weights_cases() -> list[Case]:
 # ---- 3, 4. checkpoints, run folders, config.json -------------------------------------------------------
 
 def _edit(path: Path, marker: str, edit: Callable[[dict], None]) -> None:
-    state = torch.load(_good_checkpoint(), weights_only=True)
+    state = torch.load(good_checkpoint(), weights_only=True)
     edit(state)
     limit = sys.getrecursionlimit()
     sys.setrecursionlimit(10_000)  # pickle recurses into nested lists
@@ -263,7 +177,7 @@ def _run_folder(tmp: Path) -> None:
     cfg = TrainConfig(arch=tmp / "tiny.arch", data=str(tmp / "data"), out=run, epochs=2, batch_size=100, device="cpu")
     (run / "config.json").write_text(json.dumps(cfg.model_dump(mode="json", exclude={"force"})))
     for name in ("last.pt", "best.pt"):
-        shutil.copy(_good_checkpoint(), run / name)
+        shutil.copy(good_checkpoint(), run / name)
 
 
 def checkpoint_cases() -> list[Case]:
@@ -273,31 +187,31 @@ def checkpoint_cases() -> list[Case]:
     for i, ((klass, variant), make) in enumerate(files.items()):
         klass = f"checkpoint: {klass}"
         resumable = variant not in EVAL_ONLY
-        cases.append(Case(f"{klass}/{variant}/eval", klass, EVAL, _with(_base, _file("good.pt", make)),
-                          slow=variant in HEAVY or resumable and _rotated(i, 0, 2)))
+        cases.append(Case(f"{klass}/{variant}/eval", klass, EVAL, chain(base, file_at("good.pt", make)),
+                          slow=variant in HEAVY or resumable and rotated(i, 0, 2)))
         if resumable:
             cases.append(Case(f"{klass}/{variant}/resume", klass, RESUME,
-                              _with(_base, _run_folder, _file("run/last.pt", make)), slow=variant in HEAVY or _rotated(i, 1, 2)))
+                              chain(base, _run_folder, file_at("run/last.pt", make)), slow=variant in HEAVY or rotated(i, 1, 2)))
     configs = {"a list": b"[1, 2]", "null": b"null", "a string": b'"x"', "nested 100,000 deep": b"[" * 100_000,
                "a 5,000-digit number": b"9" * 5_000, "not UTF-8": b"\xff\xfe{", "2 MB": b" " * (2 << 20) + b"{}",
-               "a FIFO": _special("fifo"), "a folder": _special("folder"), "/dev/zero": _special("/dev/zero")}
+               "a FIFO": special("fifo"), "a folder": special("folder"), "/dev/zero": special("/dev/zero")}
     for variant, content in configs.items():
         cases.append(Case(f"checkpoint: config.json/{variant}/resume", "checkpoint: config.json", RESUME,
-                          _with(_base, _run_folder, _file("run/config.json", content))))
+                          chain(base, _run_folder, file_at("run/config.json", content))))
     return cases
 
 
 # ---- 5. output paths -----------------------------------------------------------------------------------
 
 def output_cases() -> list[Case]:
-    plots = {"a FIFO": ("{tmp}/out.png", _file("out.png", _special("fifo"))),
-             "a folder": ("{tmp}/out.png", _file("out.png", _special("folder"))),
-             "a link to /dev/full": ("{tmp}/out.png", _file("out.png", _special("/dev/full"))),
+    plots = {"a FIFO": ("{tmp}/out.png", file_at("out.png", special("fifo"))),
+             "a folder": ("{tmp}/out.png", file_at("out.png", special("folder"))),
+             "a link to /dev/full": ("{tmp}/out.png", file_at("out.png", special("/dev/full"))),
              "under a file": ("{tmp}/good.pt/out.png", lambda tmp: None),
              "in a missing folder": ("{tmp}/missing/out.png", lambda tmp: None),
              "under /proc": ("/proc/archc-hostile.png", lambda tmp: None),
              "under /sys": ("/sys/archc-hostile.png", lambda tmp: None)}
-    cases = [Case(f"output paths/--plot {what}", "output paths", (*EVAL, "--plot", path), _with(_base, make),
+    cases = [Case(f"output paths/--plot {what}", "output paths", (*EVAL, "--plot", path), chain(base, make),
                   protect=("/dev/full",))
              for what, (path, make) in plots.items()]
     outs = {"a file": "{tmp}/good.pt", "/dev/full": "/dev/full", "under /proc": "/proc/archc-hostile-run",
@@ -305,7 +219,7 @@ def output_cases() -> list[Case]:
     train = [a for a in TRAIN]
     for what, out in outs.items():
         argv = tuple(out if a == "{tmp}/run" else a for a in train)
-        cases.append(Case(f"output paths/--out {what}", "output paths", argv, _base, protect=("/dev/full",)))
+        cases.append(Case(f"output paths/--out {what}", "output paths", argv, base, protect=("/dev/full",)))
     return cases
 
 

@@ -17,8 +17,7 @@ import os
 import shutil
 from pathlib import Path
 
-from cases_io import DATA, EVAL, _good_checkpoint, _with
-from kit import CPU, ENV, SPEC, spec, tiny, train
+from kit import CPU, DATA, ENV, EVAL, SPEC, chain, good_checkpoint, spec, tiny, train
 from runner import Case
 
 LIB = 'block unit(c) = { conv(c, 3, pad = 1); relu }\n'
@@ -37,7 +36,7 @@ def _files(**content: str):
 
 def _finished(tmp: Path) -> None:
     """{tmp}/done: the finished one-epoch run of tiny.arch that cases_io's checkpoint came from."""
-    shutil.copytree(_good_checkpoint().parent, tmp / "done")
+    shutil.copytree(good_checkpoint().parent, tmp / "done")
 
 
 def _unfinished(tmp: Path) -> None:
@@ -53,7 +52,7 @@ def out_cases() -> list[Case]:
                "a finished run": ("{tmp}/done", _finished), "an unfinished run": ("{tmp}/done", _unfinished),
                "the spec's folder": ("{tmp}/lib", lambda tmp: None), "the data folder": (DATA, lambda tmp: None),
                "the folder holding everything": ("{tmp}", lambda tmp: None),
-               "a link to a folder of user files": ("{tmp}/link", _with(_files(mine__notes="notes"),
+               "a link to a folder of user files": ("{tmp}/link", chain(_files(mine__notes="notes"),
                                                                         lambda tmp: (tmp / "link").symlink_to(tmp / "mine")))}
     cases = []
     for what, (out, make) in folders.items():
@@ -62,7 +61,7 @@ def out_cases() -> list[Case]:
                 continue  # --force on a run is the documented way to start it over
             argv = tuple(out if a == "{tmp}/run" else a for a in train(SPEC, *force))
             cases.append(Case(f"{klass}/{what}{' --force' if force else ''}", klass, argv,
-                              _with(spec(tiny()), make), ENV, slow=not force and what.startswith("a link")))
+                              chain(spec(tiny()), make), ENV, slow=not force and what.startswith("a link")))
     return cases
 
 
@@ -75,7 +74,7 @@ def finished_cases() -> list[Case]:
     klass = "loss: finished run"
     again = tuple("{tmp}/done" if a == "{tmp}/run" else a for a in train(SPEC))
     resume = ("train", SPEC, "--out", "{tmp}/done", "--resume")
-    setup = _with(spec(tiny()), _finished)
+    setup = chain(spec(tiny()), _finished)
     return [Case(f"{klass}/the same command again", klass, again, setup, ENV),
             Case(f"{klass}/--resume", klass, resume, setup, ENV, expect=_unchanged_and_said),
             Case(f"{klass}/--resume --epochs 1 (as many as it has)", klass, (*resume, "--epochs", "1"), setup, ENV,
@@ -99,7 +98,7 @@ def _links(tmp: Path) -> None:
 
 def output_cases() -> list[Case]:
     klass = "loss: output names an input"
-    setup = _with(spec(tiny()), _links)
+    setup = chain(spec(tiny()), _links)
     names = {"the spec": SPEC, "the spec through ..": "{tmp}/lib/../lib/s.arch", "an imported file": "{tmp}/lib/parts.arch",
              "a symlink to the spec": "{tmp}/sym.arch", "a hard link to the spec": "{tmp}/hard.arch"}
     cases = []
@@ -123,7 +122,7 @@ def output_cases() -> list[Case]:
         cases.append(Case(f"{klass}/compare --plot {what}", klass, ("compare", file, "--plot", plot), setup, ENV))
     for name in ("summary.json", "config.json", "last.pt", "curves.png"):
         cases.append(Case(f"{klass}/compare --runs --plot the run's {name}", klass,
-                          ("compare", "--runs", "{tmp}/done", "--plot", "{tmp}/done/" + name), _with(setup, _finished), ENV))
+                          ("compare", "--runs", "{tmp}/done", "--plot", "{tmp}/done/" + name), chain(setup, _finished), ENV))
     cases.append(Case(f"{klass}/eval --plot the checkpoint (tiny.arch)", klass, (*EVAL, "--plot", "{tmp}/ck.link.png"),
                       setup))
     return cases

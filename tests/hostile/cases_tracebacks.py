@@ -23,9 +23,8 @@ import json
 import os
 from pathlib import Path
 
-from cases_io import DATA, EVAL, RESUME, _base, _file, _special, _with
 from cases_loss import _finished
-from kit import CPU, ENV, SPEC, commands, heavy, inert, spec, tiny, train
+from kit import CPU, DATA, ENV, EVAL, RESUME, SPEC, base, chain, commands, file_at, heavy, inert, spec, special, tiny, train
 from runner import Case
 
 MARKUP = ["[bold red]x[/]", "[/]", "[link=file:///etc/passwd]x[/link]", "[red", "\\[x]", "[[x]]", ":warning:", "$x^2$",
@@ -44,7 +43,7 @@ def markup_cases() -> list[Case]:
             cases.append(Case(f"{klass}/--set tag={text!r}/{cmd}", klass, (*commands()[cmd], "--set", f'tag="{text}"'),
                               spec(tiny()), ENV, expect=inert, slow=(i + j) % 4 != 0 or heavy(cmd) and i > 0))
         name = text.replace("/", "-")  # as a file and folder name: the spec, the run folder, the plot
-        named = _with(spec(tiny(), f"{name}.arch"), lambda tmp, n=name: (tmp / "runs").mkdir())
+        named = chain(spec(tiny(), f"{name}.arch"), lambda tmp, n=name: (tmp / "runs").mkdir())
         argvs = {"check": ("check", f"{{tmp}}/{name}.arch"), "summary": ("summary", f"{{tmp}}/{name}.arch"),
                  "compare --plot": ("compare", f"{{tmp}}/{name}.arch", "--plot", f"{{tmp}}/{name}.png"),
                  "train": train(f"{{tmp}}/{name}.arch")[:5] + (f"{{tmp}}/runs/{name}",) + train()[6:],
@@ -66,7 +65,7 @@ def _runs_with_markup(klass: str) -> list[Case]:
         (tmp / "done" / "summary.json").write_text(json.dumps(summary))
         (tmp / "done").rename(tmp / "[red]run[!]")
     return [Case(f"{klass}/a finished run's folder and summary/compare --runs{' ' + ' '.join(extra)}", klass,
-                 ("compare", "--runs", "{tmp}/[red]run[!]", *extra), _with(_base, setup), expect=inert)
+                 ("compare", "--runs", "{tmp}/[red]run[!]", *extra), chain(base, setup), expect=inert)
             for extra in ((), ("--plot", "{tmp}/runs.png"), ("--format", "md"))]
 
 
@@ -112,7 +111,7 @@ def untrainable_cases() -> list[Case]:
     argvs = {"train": train(), "eval": commands()["eval"], "compile": commands()["compile"],
              "compare --measure": ("compare", SPEC, "--measure", "--steps", "1", "--rounds", "1", "--batch-size", "4", *CPU),
              "train --resume": ("train", SPEC, "--out", "{tmp}/done", "--resume")}
-    return [Case(f"{klass}/{what}/{cmd}", klass, argv, _with(spec(_net(body)), _finished), ENV, expect=inert,
+    return [Case(f"{klass}/{what}/{cmd}", klass, argv, chain(spec(_net(body)), _finished), ENV, expect=inert,
                  slow=cmd == "compare --measure" or (i + j) % 2 == 1 or cmd == "train" and i % 3 != 0)
             for i, (what, body) in enumerate(UNTRAINABLE.items()) for j, (cmd, argv) in enumerate(argvs.items())]
 
@@ -152,33 +151,33 @@ def data_folder_cases() -> list[Case]:
     for i, (what, data) in enumerate(datas.items()):
         for j, (name, argv) in enumerate((("train", train()), ("eval", EVAL))):
             argv = tuple(data if a == DATA else a for a in argv)
-            cases.append(Case(f"{klass}/--data {what}/{name}", klass, argv, _with(spec(tiny()), _loop, cf), ENV,
+            cases.append(Case(f"{klass}/--data {what}/{name}", klass, argv, chain(spec(tiny()), _loop, cf), ENV,
                               slow=(i + j) % 2 == 1))
     for kind in ("to nowhere", "in a loop"):
         for name, argv in (("train", train()), ("eval", EVAL)):
-            cases.append(Case(f"{klass}/batches linked {kind}/{name}", klass, argv, _with(spec(tiny()), _batch_links(kind)),
+            cases.append(Case(f"{klass}/batches linked {kind}/{name}", klass, argv, chain(spec(tiny()), _batch_links(kind)),
                               ENV))
     return cases
 
 
 RUN_FILES = {"damaged JSON": b"{\"epochs\": ", "a list": b"[1, 2]", "nested 100,000 deep": b"[" * 100_000,
-             "not UTF-8": b"\xff\xfe", "a FIFO": _special("fifo"), "a folder": _special("folder"),
-             "/dev/zero": _special("/dev/zero"), "a dict of the wrong types": b'{"epochs": "two", "graph_hash": [1]}'}
+             "not UTF-8": b"\xff\xfe", "a FIFO": special("fifo"), "a folder": special("folder"),
+             "/dev/zero": special("/dev/zero"), "a dict of the wrong types": b'{"epochs": "two", "graph_hash": [1]}'}
 
 
 def run_file_cases() -> list[Case]:
     klass, cases = "tracebacks: run files", []
     for name in ("run.json", "summary.json"):
         for what, content in RUN_FILES.items():
-            unfinished = _with(_base, _finished, lambda tmp: (tmp / "done" / "summary.json").unlink())
+            unfinished = chain(base, _finished, lambda tmp: (tmp / "done" / "summary.json").unlink())
             argvs = {"--resume": (RESUME[:3] + ("{tmp}/done",) + RESUME[4:], unfinished),
                      "--resume --epochs 2": (RESUME[:3] + ("{tmp}/done", "--resume", "--epochs", "2", "--quiet"),
-                                             _with(_base, _finished)),
-                     "compare --runs": (("compare", "--runs", "{tmp}/done"), _with(_base, _finished))}
+                                             chain(base, _finished)),
+                     "compare --runs": (("compare", "--runs", "{tmp}/done"), chain(base, _finished))}
             for cmd, (argv, setup) in argvs.items():
                 if name == "summary.json" and cmd == "--resume":
                     continue  # the unfinished run has none: see --epochs 2
-                cases.append(Case(f"{klass}/{name} {what}/{cmd}", klass, argv, _with(setup, _file(f"done/{name}", content)),
+                cases.append(Case(f"{klass}/{name} {what}/{cmd}", klass, argv, chain(setup, file_at(f"done/{name}", content)),
                                   expect=inert if cmd.startswith("compare") else None,  # compare shows what it can read
                                   slow=cmd.startswith("compare") and what not in ("a FIFO", "damaged JSON")))
     return cases
@@ -191,7 +190,7 @@ FIXED_OUT = {"under /proc": "/proc/archc-hostile/o{S}", "under /sys": "/sys/arch
 
 def _targets(suffix: str) -> dict[str, tuple[str, object]]:
     """what -> (the path, a setup step making it), for an output ending in ``suffix``."""
-    out = {what: ("{tmp}/o" + suffix, _file("o" + suffix, _special(kind))) for what, kind in SPECIAL_OUT.items()}
+    out = {what: ("{tmp}/o" + suffix, file_at("o" + suffix, special(kind))) for what, kind in SPECIAL_OUT.items()}
     out |= {what: (path.replace("{S}", suffix), lambda tmp: None) for what, path in FIXED_OUT.items()}
     if suffix != ".svg":  # --render -o NAME without a suffix writes NAME.svg: a new file, not a refusal
         out |= {"/dev/full": ("/dev/full", lambda tmp: None), "a link to itself": ("{tmp}/loop", _loop)}
@@ -203,15 +202,15 @@ def output_cases() -> list[Case]:
     for j, (job, suffix) in enumerate(((("--emit", "ir"), ".txt"), (("--emit", "python"), ".py"), (("--render",), ".svg"))):
         for i, (what, (path, make)) in enumerate(_targets(suffix).items()):
             cases.append(Case(f"{klass}/-o {what}/compile {' '.join(job)}", klass, ("compile", SPEC, *job, "-o", path),
-                              _with(spec(tiny()), make), ENV, protect=("/dev/full",), slow=(i + j) % 3 != 0))
+                              chain(spec(tiny()), make), ENV, protect=("/dev/full",), slow=(i + j) % 3 != 0))
     for i, (what, (path, make)) in enumerate(_targets(".png").items()):  # matplotlib draws before the write fails
         cases.append(Case(f"{klass}/--plot {what}/compare", klass, ("compare", SPEC, "--plot", path),
-                          _with(spec(tiny()), make), ENV, protect=("/dev/full",), slow=i % 3 != 0))
+                          chain(spec(tiny()), make), ENV, protect=("/dev/full",), slow=i % 3 != 0))
         cases.append(Case(f"{klass}/--plot {what}/compare --runs", klass, ("compare", "--runs", "{tmp}/done", "--plot", path),
-                          _with(spec(tiny()), make, _finished), ENV, protect=("/dev/full",), slow=what != "a FIFO"))
+                          chain(spec(tiny()), make, _finished), ENV, protect=("/dev/full",), slow=what != "a FIFO"))
     for what, out in {"a 300-character name": f"{{tmp}}/{LONG}", "a link to itself": "{tmp}/loop"}.items():
         argv = tuple(out if a == "{tmp}/run" else a for a in train())
-        cases.append(Case(f"{klass}/--out {what}/train", klass, argv, _with(spec(tiny()), _loop), ENV))
+        cases.append(Case(f"{klass}/--out {what}/train", klass, argv, chain(spec(tiny()), _loop), ENV))
     return cases
 
 
@@ -274,11 +273,11 @@ def flag_cases() -> list[Case]:
     def fifo(tmp):
         os.mkfifo(tmp / "fifo.toml")
     for i, (what, flag) in enumerate(FLAGS.items()):
-        cases.append(Case(f"{klass}/{what}/train", klass, (*train(), *flag), _with(spec(tiny()), fifo), ENV, timeout=60,
+        cases.append(Case(f"{klass}/{what}/train", klass, (*train(), *flag), chain(spec(tiny()), fifo), ENV, timeout=60,
                           slow=i % 2 == 1))
     for i, (what, (keys, tail)) in enumerate(TOML.items()):
         cases.append(Case(f"{klass}/--config with {what}/train", klass, ("train", SPEC, "--config", "{tmp}/c.toml"),
-                          _with(spec(tiny()), _file("c.toml", _toml(keys, tail))), ENV, slow=i % 2 == 1))
+                          chain(spec(tiny()), file_at("c.toml", _toml(keys, tail))), ENV, slow=i % 2 == 1))
     for what, argv in OTHER_FLAGS.items():
         cases.append(Case(f"{klass}/{what}", klass, argv, spec(tiny()), ENV, expect=inert))
     return cases

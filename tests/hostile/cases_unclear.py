@@ -19,8 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cases_io import _special, _with
-from kit import ENV, SPEC, UNSAFE, commands, inert, refused, spec, tiny
+from kit import ENV, SPEC, UNSAFE, chain, commands, inert, refused, spec, special, tiny
 from runner import LOCATED, Case
 
 MAX_STDERR = 6_000
@@ -123,7 +122,7 @@ def _listed_with_error(code, out: str, err: str) -> bool:
 
 
 BROKEN = {"a syntax error": b"arch broken(\n", "not UTF-8": b"\xff\xfe arch", "1 MB": b"#" * (1 << 20),
-          "a FIFO": _special("fifo"), "a folder": _special("folder"), "/dev/zero": _special("/dev/zero"),
+          "a FIFO": special("fifo"), "a folder": special("folder"), "/dev/zero": special("/dev/zero"),
           "a link loop": "loop", "an empty file": b""}
 
 
@@ -146,13 +145,13 @@ def search_path_cases() -> list[Case]:
     klass, cases = "unclear: search path", []
     for i, (what, content) in enumerate(BROKEN.items()):
         for name in ("broken.arch", "b\x1b[2Jroken.arch"):
-            setup = _with(spec(tiny()), _search_path(content, name))
+            setup = chain(spec(tiny()), _search_path(content, name))
             cases.append(Case(f"{klass}/{what}{' (ESC in its name)' if name != 'broken.arch' else ''}/list", klass,
                               ("list",), setup, ENV, expect=_listed_with_error, slow=True))  # compiles every bundled spec
             cases.append(Case(f"{klass}/{what}{' (ESC in its name)' if name != 'broken.arch' else ''}/list --json", klass,
                               ("list", "--json"), setup, ENV, expect=_listed_with_error, slow=True))
         cases.append(Case(f"{klass}/{what}/check a good name beside it", klass, ("check", "good"),
-                          _with(spec(tiny()), _search_path(content)), ENV,
+                          chain(spec(tiny()), _search_path(content)), ENV,
                           expect=lambda code, out, err: code == 0 and "tiny" in out, slow=i % 2 == 1))
     cases.append(Case(f"{klass}/$ARCHC_PATH of 100 entries, none there/check", klass, ("check", "good"),
                       spec(tiny()), {"ARCHC_PATH": ":".join(f"/nonexistent{i}" for i in range(100)) + ":{tmp}/lib"},

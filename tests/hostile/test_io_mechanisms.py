@@ -23,7 +23,7 @@ import torch
 import payloads as pl
 from archc.dsl.errors import ArchError, CheckpointError, DataError
 from archc.runtime import atomic, checkpoint, data, torchfile
-from cases_io import SAMPLE, _good_checkpoint
+from kit import SAMPLE, good_checkpoint
 
 MB = 1 << 20
 
@@ -207,7 +207,7 @@ def test_a_real_zip_bomb_inflates_without_the_check_and_not_with_it(tmp_path, pe
 def test_a_recompressed_checkpoint_still_loads(tmp_path):
     """The bound is on the ratio, not on compression: a real checkpoint re-zipped with deflate loads."""
     import zipfile
-    good, path = _good_checkpoint(), tmp_path / "deflated.pt"
+    good, path = good_checkpoint(), tmp_path / "deflated.pt"
     with zipfile.ZipFile(good) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as out:
         for info in src.infolist():
             out.writestr(info.filename, src.read(info.filename))
@@ -259,7 +259,7 @@ RECORDS = [(), ("history", 0), ("best",), ("rng",), ("rng", "python"), ("rng", "
 
 
 def _state() -> dict:
-    return torch.load(_good_checkpoint(), weights_only=True)
+    return torch.load(good_checkpoint(), weights_only=True)
 
 
 def _at(state: dict, path: tuple):
