@@ -328,16 +328,14 @@ def ddp(run: Run) -> None:
     """2 NCCL processes when there are 2 GPUs; in --smoke the same step as one gloo process (no GPU needed)."""
     import json
 
-    from archc.runtime.distributed import free_port
-
     z = run.sizes
     out = run.tmp / "ddp.json"
-    port = free_port()
+    store = (run.tmp / "ddp.store").as_uri()  # the group's rendezvous: a file, no TCP port to race for
     if run.smoke:
-        steps.ddp_step(0, 1, "gloo", port, str(out), z.ddp_batch, z.ddp_steps)
+        steps.ddp_step(0, 1, "gloo", store, str(out), z.ddp_batch, z.ddp_steps)
         run.report.ddp = {"processes": 1, "backend": "gloo (smoke)", **json.loads(out.read_text())}
     elif torch.cuda.device_count() >= 2:
-        torch.multiprocessing.spawn(steps.ddp_step, args=(2, "nccl", port, str(out), z.ddp_batch, z.ddp_steps), nprocs=2)
+        torch.multiprocessing.spawn(steps.ddp_step, args=(2, "nccl", store, str(out), z.ddp_batch, z.ddp_steps), nprocs=2)
         run.report.ddp = {"processes": 2, "backend": "nccl", "model": "resnet_uva", **json.loads(out.read_text())}
     else:
         run.report.ddp = {"skipped": f"{torch.cuda.device_count()} GPU on this machine; the 2-process NCCL step needs 2"}

@@ -171,17 +171,17 @@ def fresh(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model)
 
 
-def ddp_step(rank: int, world: int, backend: str, port: int, out: str, batch: int, steps: int) -> None:
+def ddp_step(rank: int, world: int, backend: str, store: str, out: str, batch: int, steps: int) -> None:
     """One process of a DDP run of resnet_uva: ``steps`` timed steps after two warm-up steps; rank 0
-    writes images/s over all ranks and whether the weights stayed identical across ranks to ``out``."""
+    writes images/s over all ranks and whether the weights stayed identical across ranks to ``out``.
+    ``store`` is the group's rendezvous, a file:// URL."""
     import json
 
     import torch.distributed as dist
 
     from archc import build
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group(backend, rank=rank, world_size=world)
+    dist.init_process_group(backend, init_method=store, rank=rank, world_size=world)
     try:
         dev = torch.device("cuda", rank) if backend == "nccl" else torch.device("cpu")
         if dev.type == "cuda":

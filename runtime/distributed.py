@@ -5,8 +5,10 @@ A process is part of a distributed run when ``WORLD_SIZE`` > 1 in its environmen
 """
 from __future__ import annotations
 
+import contextlib
 import os
-import socket
+import tempfile
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -16,6 +18,7 @@ from multiprocessing.connection import wait
 
 from archc.dsl.errors import ArchError, UsageError
 
+RENDEZVOUS = "ARCHC_GROUP_STORE"  # set by spawn for its workers: the file:// URL of their process group's store
 JOIN_GRACE_S = 30  # after a failure or Ctrl-C, how long workers get to exit before being terminated
 
 
@@ -59,8 +62,11 @@ def device_name(device: torch.device) -> str:
 
 
 def init(device_type: str) -> None:
-    if world()[1] > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
+    """Join the process group: through :func:`spawn`'s rendezvous file, else torchrun's MASTER_ADDR/PORT."""
+    rank, size = world()
+    if size > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device_type == "cuda" else "gloo",
+                                init_method=os.environ.get(RENDEZVOUS, "env://"), rank=rank, world_size=size)
 
 
 def barrier() -> None:
@@ -107,16 +113,8 @@ def on_rank0(fn: Callable[[], None], device: torch.device, what: str) -> None:
         raise error or ArchError(f"rank 0 failed to {what}; see its message", where=f"rank {world()[0]}")
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now, for a process group's rendezvous."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _worker(rank: int, nproc: int, port: int, errors: Any, fn: Callable[..., None], args: tuple) -> None:
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(nproc),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+def _worker(rank: int, nproc: int, store: str, errors: Any, fn: Callable[..., None], args: tuple) -> None:
+    os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(nproc), RENDEZVOUS: store})
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // nproc))  # share the cores, don't oversubscribe
     try:
         fn(*args)
@@ -137,18 +135,20 @@ def spawn(fn: Callable[..., None], nproc: int, *args: Any) -> None:
     # would put the working folder first on sys.path before they import anything: a `multiprocessing/` or
     # `torch/` folder where the user stands would run. PYTHONSAFEPATH (Python 3.11+) leaves it off; they
     # inherit this process's sys.path, which the `archc` script never gives the working folder.
-    os.environ["PYTHONSAFEPATH"] = "1"
+    # The group meets through a file, not a TCP port: a free port found here could be taken by anything on the
+    # machine while the workers import torch, which fails the rendezvous.
     ctx = mp.get_context("spawn")
-    errors = ctx.SimpleQueue()
-    port = free_port()
-    procs = [ctx.Process(target=_worker, args=(r, nproc, port, errors, fn, args)) for r in range(nproc)]
-    for p in procs:
-        p.start()
-    try:
-        _join(procs)
-    except KeyboardInterrupt:  # the workers got the same Ctrl-C; rank 0 says how to resume
-        _stop(procs)
-        raise
+    with _environ(PYTHONSAFEPATH="1"), tempfile.TemporaryDirectory(prefix="archc-group-") as folder:
+        errors = ctx.SimpleQueue()
+        store = (Path(folder) / "store").as_uri()
+        procs = [ctx.Process(target=_worker, args=(r, nproc, store, errors, fn, args)) for r in range(nproc)]
+        for p in procs:
+            p.start()
+        try:
+            _join(procs)
+        except KeyboardInterrupt:  # the workers got the same Ctrl-C; rank 0 says how to resume
+            _stop(procs)
+            raise
     failed = []
     while not errors.empty():
         failed.append(errors.get())
@@ -157,6 +157,21 @@ def spawn(fn: Callable[..., None], nproc: int, *args: Any) -> None:
     codes = {r: p.exitcode for r, p in enumerate(procs) if p.exitcode}
     if codes:
         raise RuntimeError(f"training processes failed with exit codes {codes}; see their output above")
+
+
+@contextlib.contextmanager
+def _environ(**values: str):
+    """``values`` in os.environ while the block runs (the workers inherit them), then as they were."""
+    before = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _join(procs: list) -> None:

@@ -56,14 +56,28 @@ def host_memory_available() -> int | None:
             found += [int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:")]
     except (OSError, ValueError, IndexError):
         pass
-    try:  # a container's limit (cgroup v2); "max" means none
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        if limit != "max":
-            found.append(int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text()))
-    except (OSError, ValueError):
-        pass
-    found += _address_space_left()
+    found += _cgroup_room() + _address_space_left()
     return min(found) if found else None
+
+
+def _cgroup_room(group: Path = Path("/sys/fs/cgroup")) -> list[int]:
+    """The room under a container's limit (cgroup v2; "max" means none). ``memory.current`` counts the
+    page cache too, which the kernel reclaims before it fails an allocation: its inactive part
+    (``inactive_file`` in ``memory.stat``) is room, or a container that just read a large file would
+    look full."""
+    try:
+        limit = (group / "memory.max").read_text().strip()
+        if limit == "max":
+            return []
+        used = int((group / "memory.current").read_text())
+    except (OSError, ValueError):
+        return []
+    try:
+        stat = dict(line.split() for line in (group / "memory.stat").read_text().splitlines())
+        used -= int(stat.get("inactive_file", 0))
+    except (OSError, ValueError):
+        pass  # no breakdown: count all of it as used
+    return [max(0, int(limit) - used)]
 
 
 def _address_space_left() -> list[int]:

@@ -36,16 +36,17 @@ from archc.dsl.parser import _lark
 ROOT = Path(__file__).resolve().parents[1]
 ARCHS = ROOT / "archs"
 ARCH_FILES = sorted(ARCHS.glob("*.arch"))
-CASE_BOUND_S = 2.0     # each input ends within this
-HANG_S = 20            # a case still running after this is a hang: SIGALRM turns it into a failure
+CASE_BOUND_S = 10.0    # each input ends within this: 10x the slowest case on a loaded machine (0.8 s)
+HANG_S = 60            # a case still running after this is a hang: SIGALRM turns it into a failure
 LOCATED = re.compile(r"^(.+):(\d+):(\d+): [a-z ]+: ")
 
-COMMON = dict(deadline=None, derandomize=False, print_blob=True,
+COMMON = dict(deadline=None, print_blob=True,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                      HealthCheck.function_scoped_fixture])
-FAST = settings(**COMMON, max_examples=300)
-SLOW = settings(**COMMON, max_examples=5500)
-settings.register_profile("slow", **COMMON, max_examples=5500)
+# The default suite tries the same inputs every run, so that CI's verdict is the code's; the slow
+# target draws new ones each run to keep exploring.
+FAST = settings(**COMMON, max_examples=300, derandomize=True)
+SLOW = settings(**COMMON, max_examples=5500, derandomize=False)
 
 
 # ---- bookkeeping -----------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """Resource bombs are refused at once, with a message that names the limit and its flag.
 
-These are refusal guarantees, not benchmarks: the 1 s bound is generous (most refusals take
-a few milliseconds) and is measured around the whole CLI call with ``time.perf_counter``.
+These are refusal guarantees, not benchmarks: the bound, measured around the whole CLI call with
+``time.perf_counter``, is 10 s, 10x the slowest refusal on a loaded machine (the step budget
+stops 400k loop turns in ~0.1 s; most refusals take milliseconds), where the bombs unrefused run
+for hours. The steps themselves are what the messages name and the flags raise.
 Each limit can be raised by its flag, and a spec just over a default passes with it raised.
 """
 from __future__ import annotations
@@ -17,7 +19,7 @@ from archc.dsl.loader import MAX_FILE_BYTES
 from archc.runtime.cli import main
 
 HEADER = "arch net(width = 16)\ninput [3, 32, 32]\n"
-BOUND_S = 1.0
+BOUND_S = 10.0
 
 
 @pytest.fixture(autouse=True)

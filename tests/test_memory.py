@@ -33,3 +33,24 @@ def test_estimate_bounds_the_measured_growth():
     nodes, grown, estimated = map(int, r.stdout.split())
     print(f"{nodes} nodes: grew {grown / nodes / 1024:.1f} KiB a node, estimate {estimated / nodes / 1024:.1f}")
     assert estimated / 4 < grown < estimated
+
+
+def _cgroup(folder, limit: str, current: int, stat: str | None):
+    folder.mkdir(exist_ok=True)
+    (folder / "memory.max").write_text(limit + "\n")
+    (folder / "memory.current").write_text(f"{current}\n")
+    if stat is not None:
+        (folder / "memory.stat").write_text(stat)
+    return folder
+
+
+def test_a_container_s_reclaimable_page_cache_counts_as_room(tmp_path):
+    """cgroup v2 (Documentation/admin-guide/cgroup-v2.rst): memory.current includes the page cache, and
+    inactive_file is the part the kernel reclaims first."""
+    from archc.runtime.preflight import _cgroup_room
+    mib = 2**20
+    stat = f"anon {300 * mib}\nfile {700 * mib}\nactive_file {100 * mib}\ninactive_file {600 * mib}\n"
+    assert _cgroup_room(_cgroup(tmp_path, str(1024 * mib), 1000 * mib, stat)) == [624 * mib]
+    assert _cgroup_room(_cgroup(tmp_path, str(1024 * mib), 1000 * mib, "garbled")) == [24 * mib]  # all counted used
+    assert _cgroup_room(_cgroup(tmp_path, "max", 1000 * mib, stat)) == []
+    assert _cgroup_room(tmp_path / "absent") == []

@@ -24,10 +24,11 @@ from archc.dsl.errors import ArchError
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
 
-settings.register_profile("slow", max_examples=5000, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-DEFAULT = settings(max_examples=200, deadline=None,
-                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+# The default suite tries the same examples every run (CI's verdict is the code's); the slow target
+# draws new ones each run to keep exploring.
+_COMMON = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+DEFAULT = settings(**_COMMON, max_examples=200, derandomize=True)
+SLOW = settings(**_COMMON, max_examples=5000, derandomize=False)
 # Shape-keeping ops, read from the registry (a new activation or norm is generated without an edit
 # here): each family below keeps C×H×W, and its example (or bare name) fits any width, except
 # per-channel constants (affine's lists), whose width is fixed by the example.
@@ -156,6 +157,7 @@ def valid_specs(draw):
 
 
 def check_against_torch(text: str):
+    torch.manual_seed(0)  # weights and input depend on the example alone, not on the tests run before
     g = compile_file(text=text).graph
     model = build_graph(g).eval()
     x = torch.randn(2, *g.input_shape)
@@ -180,7 +182,7 @@ def test_valid_specs_match_torch(text):
 
 
 @pytest.mark.slow
-@settings(settings.get_profile("slow"))
+@SLOW
 @given(valid_specs())
 def test_valid_specs_match_torch_slow(text):
     check_against_torch(text)

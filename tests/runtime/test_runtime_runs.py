@@ -479,7 +479,8 @@ def test_user_values_in_messages_are_bounded(tiny, tmp_path, capsys):
 
 # --- eval: the confusion matrix, the plot, and user text in tables ----------------------------------------------
 
-def test_eval_prints_the_confusion_matrix_and_where_the_plot_went(tiny, tmp_path, capsys):
+def test_eval_prints_the_confusion_matrix_and_where_the_plot_went(tiny, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # the rows are read back by their 12 bars: no wrapping, whatever the terminal
     args = ["eval", str(tiny.arch), "--checkpoint", str(tiny.run / "best.pt"), "--data", str(tiny.data), "--device", "cpu"]
     assert main([*args, "--json"]) == 0
     confusion = json.loads(capsys.readouterr().out)["confusion"]

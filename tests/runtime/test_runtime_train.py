@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,9 @@ import torch
 from archc.dsl.errors import DivergedError, UsageError
 from archc.runtime import checkpoint
 from archc.runtime.augment import MEAN, STD
-from archc.runtime.config import TrainConfig
+from archc.runtime.config import TrainConfig, usable_cores
 from archc.runtime.data import load_cifar10
+from archc.runtime.distributed import RENDEZVOUS
 from archc.runtime.evaluate import evaluate
 from archc.runtime.rng import seed_everything
 from archc.runtime.train import train
@@ -126,9 +128,15 @@ def test_run_folder_whose_old_files_cannot_be_removed_is_a_usage_error(tiny_data
     assert f"--out {out}" in str(e.value) and f"{out / 'config.json'}: Permission denied" in str(e.value)
 
 
+TWO_CORES = pytest.mark.skipif(usable_cores() < 2, reason="--nproc 2 needs 2 CPU cores (one process per core)")
+
+
+@TWO_CORES
 def test_two_gloo_processes_match_one_process(tiny_data, tmp_path):
     """Same global batch, no batch norm or dropout: only float summation order may differ."""
     tolerance = 1e-3  # on the final epoch's mean loss; a wrong shard or doubled gradient is off by > 1e-2
+    launch = ("PYTHONSAFEPATH", "RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", RENDEZVOUS)
+    env = {k: os.environ.get(k) for k in launch}
     one = train(_cfg(tiny_data, tmp_path / "one"), _fresh_net(bn=False, dropout=0))
     # not quiet: rank 0 prints progress lines (stdout is no terminal here) while rank 1 prints nothing, which
     # must not change which collectives each rank makes
@@ -136,6 +144,7 @@ def test_two_gloo_processes_match_one_process(tiny_data, tmp_path):
     assert two["nproc"] == 2 and _run_files(tmp_path / "two") == RUN_FILES | {"events"}
     assert abs(_last_loss(tmp_path / "one") - _last_loss(tmp_path / "two")) < tolerance
     assert one["test_acc"] == pytest.approx(two["test_acc"], abs=0.02)
+    assert {k: os.environ.get(k) for k in launch} == env  # what the workers were started with stays theirs
 
 
 def _last_loss(run) -> float:
@@ -143,6 +152,7 @@ def _last_loss(run) -> float:
 
 
 @pytest.mark.slow
+@TWO_CORES
 def test_divergence_in_worker_processes_reaches_the_caller(tiny_data, tmp_path):
     """The workers' DivergedError comes back intact (type, message, exit code), not as a generic failure."""
     seed_everything(0)
