@@ -13,7 +13,7 @@ from typing import Any, Callable, Literal, get_args, get_origin
 import click
 from pydantic_core import PydanticUndefined
 
-from archc.dsl.errors import ArchError, CheckpointError, UsageError
+from archc.dsl.errors import ArchError, CheckpointError
 from archc.dsl.text import printable
 from archc.runtime import checkpoint as ckpt
 from archc.runtime import distributed, preflight, rundir

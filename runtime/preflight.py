@@ -12,7 +12,7 @@ from pathlib import Path
 
 from archc.compiler.ops import fmt
 from archc.compiler.summary import human
-from archc.dsl.errors import LimitError, ShapeError, Span
+from archc.dsl.errors import LimitError, ShapeError
 
 FP32 = 4  # bytes of a parameter, its gradient and each optimizer state tensor (all kept in fp32)
 

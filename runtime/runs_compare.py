@@ -8,7 +8,6 @@ graph: it is compiled from the run's own copy of the spec (spec/), not from toda
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path

@@ -5,8 +5,6 @@ import csv
 import io
 import json
 import math
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path

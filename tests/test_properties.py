@@ -204,7 +204,7 @@ def broken_items(shape):
     if c > 1:
         items.append(f"shortcut_a({c - 1})")  # option A only widens
     if max(h, w) > 1:
-        items += [f"add {{\n identity\n maxpool(2, stride = 2)\n}}" if min(h, w) > 1 else
+        items += ["add {\n identity\n maxpool(2, stride = 2)\n}" if min(h, w) > 1 else
                   f"add {{\n identity\n conv({c}, 3, stride = 2, pad = 1)\n}}",
                   "concat {\n identity\n { avgpool(3, stride = 2, pad = 1) }\n}"]
     return items

@@ -389,7 +389,7 @@ def test_nets_that_do_not_fit_cifar10_are_refused_before_training(kind, tiny, tm
     out = tmp_path / "run"
     assert main(["train", str(spec), "--data", str(tiny.data), "--out", str(out), "--device", "cpu"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"{spec}:") and f"shape error: the network" in err and what in err and fix in err, err
+    assert err.startswith(f"{spec}:") and "shape error: the network" in err and what in err and fix in err, err
     assert "Traceback" not in err and not out.exists()
 
 
@@ -419,7 +419,7 @@ def test_max_memory_refuses_with_both_figures(tiny, tmp_path, capsys):
     err = capsys.readouterr().err
     est = preflight.training_memory(compile_file(path=str(tiny.arch)).graph, 32)
     assert err.startswith("--max-memory: limit exceeded: training needs an estimated")
-    assert "100.00KB (--max-memory)" in err and "free on cpu" in err and f"batch 32" in err and not out.exists()
+    assert "100.00KB (--max-memory)" in err and "free on cpu" in err and "batch 32" in err and not out.exists()
     assert preflight.human(est.total, "B") in err
 
 
