@@ -101,6 +101,11 @@ class _View:
 def to_dot(graph: Graph, depth: int | None = None, *, rankdir: str = "TB", dpi: int | None = None,
            max_boxes: int = MAX_BOXES) -> str:
     """The DOT source of ``graph`` (``archc compile --emit dot``); ``dpi`` only matters for PNG."""
+    return _dot(graph, depth, rankdir, dpi, max_boxes)[0]
+
+
+def _dot(graph: Graph, depth: int | None, rankdir: str, dpi: int | None, max_boxes: int) -> tuple[str, int]:
+    """The DOT source and the collapse depth it draws at (``depth``, or the default one)."""
     import graphviz
     if rankdir not in RANKDIRS:
         raise RenderError(f"unknown --rankdir `{printable(rankdir)}`", where="--rankdir", expected=", ".join(RANKDIRS))
@@ -111,7 +116,7 @@ def to_dot(graph: Graph, depth: int | None = None, *, rankdir: str = "TB", dpi: 
     _emit_scope(dot, ctx, _scope_tree(ctx.view), "", 0)
     _emit_edges(dot, ctx)
     dot.attr(label=_legend(ctx))  # last, so that clusters do not inherit it
-    return dot.source
+    return dot.source, ctx.view.depth
 
 
 def _write_file(path: Path, data: bytes) -> None:
@@ -121,8 +126,8 @@ def _write_file(path: Path, data: bytes) -> None:
 
 def render(graph: Graph, out_path: str | Path, fmt: str = "svg", depth: int | None = None, *,
            rankdir: str = "TB", dpi: int = DEFAULT_DPI, max_boxes: int = MAX_BOXES,
-           write: Callable[[Path, bytes], None] = _write_file) -> Path:
-    """Draw ``graph`` with Graphviz's ``dot`` into ``out_path``; returns the file written.
+           write: Callable[[Path, bytes], None] = _write_file) -> Drawing:
+    """Draw ``graph`` with Graphviz's ``dot`` into ``out_path``; returns the file written and the depth drawn.
 
     A suffix naming a known format (``.png``) wins over ``fmt``; without one, ``.fmt`` is
     appended. If ``dot`` is missing or fails, the DOT source is written next to the output
@@ -134,7 +139,7 @@ def render(graph: Graph, out_path: str | Path, fmt: str = "svg", depth: int | No
     fmt = out.suffix[1:]
     if dpi < 1:
         raise RenderError(f"--dpi {dpi} is not a resolution", where="--dpi", expected="a positive number, e.g. 200")
-    source = to_dot(graph, depth, rankdir=rankdir, dpi=dpi if fmt == "png" else None, max_boxes=max_boxes)
+    source, drawn = _dot(graph, depth, rankdir, dpi if fmt == "png" else None, max_boxes)
     try:
         image = graphviz.Source(source).pipe(format=fmt)
     except graphviz.ExecutableNotFound:
@@ -146,7 +151,12 @@ def render(graph: Graph, out_path: str | Path, fmt: str = "svg", depth: int | No
         raise _failed(out, fmt, source, "Graphviz's `dot` failed", printable(detail[-500:], None) or str(e),
                       write) from None
     write(out, image)
-    return out
+    return Drawing(out, drawn)
+
+
+class Drawing(NamedTuple):
+    path: Path  # the image written
+    depth: int  # the collapse depth it shows: the one asked for, or the default (default_depth)
 
 
 def image_path(out_path: str | Path, fmt: str = "svg") -> Path:

@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from archc.compiler.ops import fmt
-from archc.compiler.render import FORMATS, default_depth, image_path, render, to_dot
+from archc.compiler.render import FORMATS, image_path, render, to_dot
 from archc.dsl.errors import ArchError, UsageError
 from archc.dsl.loader import shown
 from archc.dsl.text import printable
@@ -213,9 +213,9 @@ def _dump(g, f: CompileFlags) -> str:
 
 def _render(g, out: Path, f: CompileFlags):
     opts = {**_draw_options(f), **({"dpi": f.dpi} if f.dpi else {})}
-    path = render(g, out, out.suffix[1:], f.depth, **opts,
-                  write=lambda p, data: write_output(p, data, "-o" if f.output else "--render", parents=True))
-    click.echo(f"rendered {printable(path, None)} at --depth {default_depth(g) if f.depth is None else f.depth}")
+    drawn = render(g, out, out.suffix[1:], f.depth, **opts,
+                   write=lambda p, data: write_output(p, data, "-o" if f.output else "--render", parents=True))
+    click.echo(f"rendered {printable(drawn.path, None)} at --depth {drawn.depth}")
 
 
 def _build(g, f: CompileFlags):

@@ -84,7 +84,7 @@ def _svg(path: Path):
 
 @needs_dot
 def test_svg_has_one_cluster_per_scope_one_node_per_op_and_shaped_edges(tiny, tmp_path):
-    out = render(tiny, tmp_path / "tiny.svg")
+    out = render(tiny, tmp_path / "tiny.svg").path
     titles, labels = _svg(out)
     assert sorted(titles["cluster"]) == sorted(f"cluster_{s}" for s in (
         "stem", "stage1", "stage1.0", "stage1.1", "stage2", "stage2.proj", "mixer", "mixer.b", "head"))
@@ -179,9 +179,11 @@ def test_depth_collapses_scopes_into_boxes_with_block_calls(tiny):
 def test_png_is_drawn_at_the_default_dpi(tiny, tmp_path):
     """200 dpi or more: the PNG is the SVG's size in points times dpi / 72."""
     assert DEFAULT_DPI >= 200
-    svg = ET.parse(render(tiny, tmp_path / "t.svg")).getroot()
+    drawn = render(tiny, tmp_path / "t.svg")
+    assert drawn.depth == default_depth(tiny)  # the depth it reports is the one it drew at
+    svg = ET.parse(drawn.path).getroot()
     width_pt = float(svg.get("width").removesuffix("pt"))
-    png = render(tiny, tmp_path / "t.png").read_bytes()
+    png = render(tiny, tmp_path / "t.png").path.read_bytes()
     width_px = struct.unpack(">I", png[16:20])[0]
     assert width_px == pytest.approx(width_pt * DEFAULT_DPI / 72, rel=0.02)
     assert 'dpi=200' in to_dot(tiny, dpi=DEFAULT_DPI) and "dpi" not in to_dot(tiny)  # SVG keeps its size
@@ -299,16 +301,17 @@ def test_render_refusals_exit_2_naming_the_flag(tmp_path, capsys):
 
 @needs_dot
 def test_output_suffix_chooses_the_format(tiny, tmp_path):
-    assert render(tiny, tmp_path / "t.png", fmt="svg").read_bytes()[:4] == b"\x89PNG"
-    assert render(tiny, tmp_path / "t", fmt="pdf").name == "t.pdf"
+    assert render(tiny, tmp_path / "t.png", fmt="svg").path.read_bytes()[:4] == b"\x89PNG"
+    assert render(tiny, tmp_path / "t", fmt="pdf").path.name == "t.pdf"
 
 
 @needs_dot
-def test_densenet264_renders_through_the_cli(tmp_path):
+def test_densenet264_renders_through_the_cli(tmp_path, capsys):
     out = tmp_path / "d264.svg"
     rc = main(["compile", str(ROOT / "archs/densenet121.arch"), "--set", "blocks=[6,12,64,48]",
                "--render", "-o", str(out)])
     assert rc == 0 and ET.parse(out).getroot().tag == f"{SVG}svg"
+    assert capsys.readouterr().out.strip() == f"rendered {out} at --depth 2"  # the default depth, dense blocks collapsed
 
 
 def test_missing_dot_raises_and_keeps_the_dot_source(tiny, tmp_path, monkeypatch):
