@@ -255,11 +255,8 @@ def _mib(n: int | None) -> float | None:
 
 def train_run(run: Run) -> None:
     """`archc train` end to end, counting the host reads of each training epoch."""
-    import json
-
-    from archc.runtime import commands, loop
+    from archc.runtime import loop
     from archc.runtime import train as train_module
-    from archc.runtime.config import resolve_config
 
     _, folder = real(run)
     epochs, counts = run.sizes.train_epochs, []
@@ -274,16 +271,14 @@ def train_run(run: Run) -> None:
 
     out = run.tmp / "train-run"
     run.report.train_run = TrainRun("archs/resnet_uva.arch", epochs, 0, None, None, [], [], [], 0)
-    cfg = resolve_config({"arch": ROOT / "archs" / "resnet_uva.arch", "data": str(folder), "out": out, "epochs": epochs,
-                          "device": run.dev.type, "quiet": True, "batch_size": 8 if run.smoke else 128})
     train_module.train_epoch, original = counted, train_module.train_epoch  # the loop's own function, wrapped
     try:
-        summary = commands.run(cfg)
+        summary, history = _archc_train(run, "resnet_uva", folder, out, epochs=epochs, batch_size=8 if run.smoke else 128)
     finally:
         train_module.train_epoch = original
     r = run.report.train_run
     r.test_acc, r.images_per_s = summary["test_acc"], summary["images_per_s"]
-    r.epoch_seconds = [json.loads(line)["seconds"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    r.epoch_seconds = [h["seconds"] for h in history]
     r.host_reads, r.cuda_syncs = [c["host_reads"] for c in counts], [c["cuda_syncs"] for c in counts]
 
 
@@ -294,7 +289,8 @@ def airbench(run: Run) -> None:
     z = run.sizes
     a = run.report.airbench = Airbench(z.airbench_images, z.airbench_batch, z.airbench_epochs)
     data = synthetic(z.airbench_images, run.dev, test=z.airbench_images // 10)
-    history = _archc_airbench(run, write_folder(data, run.tmp / "synthetic"), z.airbench_epochs, run.tmp / "ab-synth")
+    _, history = _archc_train(run, "airbench94", write_folder(data, run.tmp / "synthetic"), run.tmp / "ab-synth",
+                              recipe="airbench", epochs=z.airbench_epochs, batch_size=z.airbench_batch)
     later = history[1:] or history
     steps_per_epoch = z.airbench_images // z.airbench_batch
     a.archc_train_s = statistics.median(steps_per_epoch * z.airbench_batch / h["images_per_s"] for h in later)
@@ -306,22 +302,23 @@ def airbench(run: Run) -> None:
         a.loop_s[precision] = statistics.median(r.epoch_seconds[1:] or r.epoch_seconds)
     if z.airbench_real:  # the recipe's 10 epochs; the loop's 9.9, as airbench94
         subset, folder = real(run)
-        a.subset_archc_acc = _archc_airbench(run, folder, 10, run.tmp / "ab-real", summary=True)["test_acc"]
+        a.subset_archc_acc = _archc_train(run, "airbench94", folder, run.tmp / "ab-real", recipe="airbench", epochs=10,
+                                          batch_size=z.airbench_batch)[0]["test_acc"]
         a.subset_loop_acc = airbench_loop.train(subset.train_x, subset.train_y, subset.test_x, subset.test_y,
                                                 precision=precisions[0], batch=z.airbench_batch).tta_acc
 
 
-def _archc_airbench(run: Run, folder: Path, epochs: int, out: Path, summary: bool = False):
+def _archc_train(run: Run, arch: str, folder: Path, out: Path, **settings) -> tuple[dict, list[dict]]:
+    """`archc train archs/ARCH.arch` on ``folder`` into ``out``, quietly, on the run's device: its summary
+    and its metrics.jsonl rows."""
     import json
 
     from archc.runtime import commands
     from archc.runtime.config import resolve_config
-    cfg = resolve_config({"arch": ROOT / "archs" / "airbench94.arch", "recipe": "airbench", "data": str(folder), "out": out,
-                          "epochs": epochs, "device": run.dev.type, "quiet": True, "batch_size": run.sizes.airbench_batch})
-    result = commands.run(cfg)
-    if summary:
-        return result
-    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    cfg = resolve_config({"arch": ROOT / "archs" / f"{arch}.arch", "data": str(folder), "out": out,
+                          "device": run.dev.type, "quiet": True, **settings})
+    summary = commands.run(cfg)
+    return summary, [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
 def ddp(run: Run) -> None:
