@@ -6,7 +6,6 @@ test (tests/test_registry.py) then proves each registered op against torch.
 """
 from __future__ import annotations
 
-import dataclasses
 import keyword
 
 from archc.compiler.ops.base import FAMILIES, KINDS, REQUIRED, Arg, Op
@@ -59,16 +58,7 @@ def _checked(cls) -> Op:
     missing = [p for p in problems if p]
     if missing:
         raise OpDefinitionError(f"op `{name}` ({cls.__name__}) lacks " + "; ".join(missing))
-    op = cls()
-    op.Args = _args_class(cls)
-    return op
-
-
-def _args_class(cls) -> type:
-    """A frozen dataclass of the op's typed argument values (what IR nodes carry)."""
-    fields = [(a.name, object) if a.default is REQUIRED else (a.name, object, dataclasses.field(default=a.default))
-              for a in cls.args]
-    return dataclasses.make_dataclass(f"{cls.__name__}Args", fields, frozen=True, slots=True)
+    return cls()
 
 
 def callable_ops() -> list[str]:
