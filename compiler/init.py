@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from archc.compiler.evaluate import Evaluator
-from archc.compiler.ops import OPS, Arg
+from archc.compiler.ops import OPS, Arg, fmt
 from archc.compiler.signature import bind_op, suggest
 from archc.dsl import ast
 from archc.dsl.errors import NameError_, ValidationError
@@ -39,6 +39,7 @@ class Initializer:
     name: str
     args: tuple = ()
     example: str = ""
+    min_dims: int = 0  # the fan-based ones need a weight's 2+ dimensions: torch refuses a bias
 
     @property
     def Args(self) -> type:  # what bind_op builds: the typed argument values
@@ -60,8 +61,8 @@ INITIALIZERS = {i.name: i for i in (
     Initializer("uniform", (Arg("a", "float", 0.0), Arg("b", "float", 1.0)), "uniform(-0.1, 0.1)"),
     *(Initializer(f"kaiming_{d}", (Arg("a", "float", 0.0), _FAN,
                                    Arg("nonlinearity", "choice", "leaky_relu", _NONLINEARITY)),
-                  f'kaiming_{d}(mode = "fan_out", nonlinearity = "relu")') for d in ("normal", "uniform")),
-    *(Initializer(f"xavier_{d}", (Arg("gain", "float", 1.0),), f"xavier_{d}()") for d in ("normal", "uniform")),
+                  f'kaiming_{d}(mode = "fan_out", nonlinearity = "relu")', 2) for d in ("normal", "uniform")),
+    *(Initializer(f"xavier_{d}", (Arg("gain", "float", 1.0),), f"xavier_{d}()", 2) for d in ("normal", "uniform")),
 )}
 DEFAULT = "default"  # a rule's initializer that leaves PyTorch's own initialisation (undoes an earlier rule)
 
@@ -97,8 +98,34 @@ class InitRule:
                        [(k, ev(v)) for k, v in self.call.kwargs], self.call.span, {})
         return dataclasses.asdict(args)
 
+    def check(self, shape: tuple, node: str, tensor: str) -> None:
+        """That the initializer can start ``tensor`` (a name of the op's ``weights``) of ``node``."""
+        need = INITIALIZERS[self.fn].min_dims
+        if len(shape) >= need:
+            self.arguments(shape)
+            return
+        what = f"{self.op}.{tensor} of `{node}`" if tensor else f"`{node}` ({self.op})"
+        fanless = ", ".join(n for n, i in INITIALIZERS.items() if not i.min_dims)
+        hint = (f"a rule without `.TENSOR` starts every tensor of `{self.op}`: name the one it is for, e.g. "
+                f"`{self.op}.weight: {self.fn}(...)`" if self.param is None and tensor
+                else f"start it with an initializer that needs no fans: {fanless}")
+        raise ValidationError(f"`{self.fn}` cannot start {what}: it needs a tensor of {need} or more dimensions "
+                              f"(it computes fan_in and fan_out)", self.span,
+                              found=f"a {len(shape)}-d tensor ({fmt(shape)})", hint=hint)
+
     def target(self) -> str:
         return self.op + (f".{self.param}" if self.param else "") + (f' in "{self.where}"' if self.where else "")
+
+
+def check_rules(g) -> None:
+    """Every tensor an init rule starts can be started so (``Op.tensors`` gives the shapes): `archc
+    check` finds what would otherwise fail in torch.nn.init when the model is built."""
+    for n in g.topo():
+        node = g.node(n)
+        for name, shape in node.spec.tensors(node.args, [g.shapes[i] for i in g.inputs(n)]).items():
+            rule = rule_for(g.init, node.op, n, name)
+            if rule is not None:
+                rule.check(shape, n, name)
 
 
 def fans(shape: tuple) -> tuple[int, int]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from archc.compiler.elaborate import Elaborator, Limits, _Ctx
 from archc.compiler.evaluate import Evaluator, define, show, type_name
-from archc.compiler.init import resolve as resolve_init
+from archc.compiler.init import check_rules, resolve as resolve_init
 from archc.compiler.ir import Cost, Graph, OpNode
 from archc.compiler.ops import OPS
 from archc.compiler.scope import GRAPH_ENDS, Scope
@@ -198,7 +198,15 @@ class _Shapes:
         InferShapes().run(comp.graph)
 
 
-PASSES = (Load(), Elaborate(), Validate(), _Shapes(), Costs())
+class CheckInit:
+    """`init`: every init rule fits the tensors it starts (dimensions, arguments with their fans)."""
+    name = "init"
+
+    def run(self, comp: Compilation):
+        check_rules(comp.graph)
+
+
+PASSES = (Load(), Elaborate(), Validate(), _Shapes(), CheckInit(), Costs())
 
 
 def run(comp: Compilation, until: str | None = None) -> Compilation:

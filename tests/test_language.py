@@ -8,6 +8,7 @@ import torchvision
 
 import archc
 from archc.compiler.builder import build_graph
+from archc.compiler.init import INITIALIZERS
 
 
 def net(body: str, shape=(8, 6, 6), header: str = "arch t") -> str:
@@ -198,6 +199,25 @@ def test_bad_init_rules_are_located_errors(rule, message):
     with pytest.raises(archc.ArchError, match=message.replace("(", r"\(")) as err:
         archc.check(f"arch t\ninput [3, 4, 4]\ninit {{ {rule} }}\nconv(2, 1)\n")
     assert err.value.span is not None
+
+
+@pytest.mark.parametrize("fn", sorted(INITIALIZERS))
+@pytest.mark.parametrize("target, shape", [("conv.bias", (2,)), ("linear.weight", (5, 2)), ("conv.weight", (2, 3, 1, 1)),
+                                           ("conv", (2,))])  # a rule without .TENSOR meets the bias too
+def test_init_rules_torch_cannot_apply_are_refused_by_check(fn, target, shape):
+    """`check` refuses exactly what torch.nn.init would refuse when the model is built."""
+    spec = f"arch t\ninput [3, 4, 4]\ninit {{ {target}: {fn} }}\nconv(2, 1); gap; flatten; linear(5)\n"
+    try:
+        getattr(torch.nn.init, fn + "_")(torch.empty(shape), **{a.name: a.default for a in INITIALIZERS[fn].args})
+        torch_takes_it = True
+    except ValueError:
+        torch_takes_it = False
+    if torch_takes_it:
+        archc.build(spec)
+    else:
+        with pytest.raises(archc.ArchError, match=f"`{fn}` cannot start") as err:
+            archc.check(spec)
+        assert err.value.span is not None and err.value.span.line == 3
 
 
 # ---- functions, library values, chained conditions, math builtins ----------------------------------------

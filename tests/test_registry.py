@@ -65,6 +65,7 @@ def test_every_definition_is_complete():
     ({"family": "magic"}, "family"),
     ({"example": ""}, "example"),
     ({"lower": Op.lower}, "lower()"),
+    ({"weights": ("weight",)}, "tensors()"),
     ({"name": "arch"}, "word of the .arch language"),
     ({"name": "conv"}, "already registered"),
     ({"name": "2x"}, "must be an identifier"),

@@ -25,13 +25,24 @@ def one_thread():
 
 
 def static_costs_match(g, model, x) -> None:
-    """The static shapes, parameter count and MACs equal what torch computes (FlopCounterMode:
-    2 FLOPs per multiply-add, per sample) on a batch ``x``."""
+    """The static shapes, learned tensors, parameter count and MACs equal what torch computes
+    (FlopCounterMode: 2 FLOPs per multiply-add, per sample) on a batch ``x``."""
     assert record_shapes(model, x) == {n: tuple(s) for n, s in g.shapes.items()}
+    assert static_tensors(g) == {name: tuple(p.shape) for name, p in model.named_parameters()}
     assert sum(p.numel() for p in model.parameters()) == g.totals().params
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(x)
     assert counter.get_total_flops() == 2 * len(x) * g.totals().macs
+
+
+def static_tensors(g) -> dict[str, tuple]:
+    """Every node's learned tensors (``Op.tensors``) by their state-dict name, with static shapes."""
+    out = {}
+    for n in g.topo():
+        node = g.node(n)
+        for t, shape in node.spec.tensors(node.args, [g.shapes[i] for i in g.inputs(n)]).items():
+            out[f"{n}.{t}" if t else n] = tuple(shape)
+    return out
 
 
 def close(a, b) -> bool:

@@ -141,7 +141,8 @@ class Op:
       lazy            the output is materialised by its readers (concat): kept only when one of them
                       runs outside every checkpoint region
       passthrough     the output is the input itself (identity): a skip branch, drawn as a plain edge
-      weights         the names of its learned tensors (``init`` rules address them: ``bn.weight``)
+      weights         the names of its learned tensors (``init`` rules address them: ``bn.weight``);
+                      an op with weights defines ``tensors`` (their shapes), from which ``params`` follows
       commutative     a merge whose branch order does not change the result (graph hashes ignore it)
       glyph           how render draws it when not a plain box: "+", "×", "concat", "input", "output"
     """
@@ -175,8 +176,12 @@ class Op:
     def infer(self, a, ins: list[Shape]) -> Shape:
         return ins[0]
 
+    def tensors(self, a, ins: list[Shape]) -> dict[str, Shape]:
+        """The learned tensors these arguments give it, by name (of ``weights``), with their shapes."""
+        return {}
+
     def params(self, a, ins: list[Shape]) -> int:
-        return 0
+        return sum(math.prod(shape) for shape in self.tensors(a, ins).values())
 
     def macs(self, a, ins: list[Shape], out: Shape) -> int:
         return 0

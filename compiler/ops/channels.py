@@ -18,8 +18,8 @@ class Scale(Op):
     weights = ("weight",)
     fresh = True
 
-    def params(self, a, ins):
-        return ins[0][0]
+    def tensors(self, a, ins):
+        return {"weight": (ins[0][0],)}
 
     def lower(self, a, ins):
         return module(LAYERS + "Scale", ins[0][0])
@@ -36,11 +36,11 @@ class LayerScale(Op):
     weights = ("",)  # the tensor itself, stored under the label
     fresh = True
 
-    def params(self, a, ins):
-        return ins[0][0]
+    def tensors(self, a, ins):
+        return {"": (ins[0][0],) + (1,) * (len(ins[0]) - 1)}  # C×1×1 on a map, C on a vector
 
     def lower(self, a, ins):
-        return Parameter((ins[0][0],) + (1,) * (len(ins[0]) - 1), a.init)
+        return Parameter(self.tensors(a, ins)[""], a.init)
 
     def label(self, a):
         return f"{a.init:g}"

@@ -42,8 +42,8 @@ class Conv(Op):
         return (a.out, window(h, kh, sh, ph, dh, False, "conv", "height"),
                 window(w, kw, sw, pw, dw, False, "conv", "width"))
 
-    def params(self, a, ins):
-        return a.out * (ins[0][0] // a.groups) * a.kernel[0] * a.kernel[1] + (a.out if a.bias else 0)
+    def tensors(self, a, ins):
+        return {"weight": (a.out, ins[0][0] // a.groups, *a.kernel), **({"bias": (a.out,)} if a.bias else {})}
 
     def macs(self, a, ins, out):
         return math.prod(out) * (ins[0][0] // a.groups) * a.kernel[0] * a.kernel[1]

@@ -26,8 +26,8 @@ class Linear(Op):
                                                      "`channel_linear` to apply it to every pixel's channels")
         return (a.out,)
 
-    def params(self, a, ins):
-        return a.out * ins[0][0] + (a.out if a.bias else 0)
+    def tensors(self, a, ins):
+        return {"weight": (a.out, ins[0][0]), **({"bias": (a.out,)} if a.bias else {})}
 
     def macs(self, a, ins, out):
         return a.out * ins[0][0]

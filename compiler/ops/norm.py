@@ -20,8 +20,8 @@ class BatchNorm(Op):
     def infer(self, a, ins):
         return spatial(ins[0], "bn")
 
-    def params(self, a, ins):
-        return 2 * ins[0][0] if a.affine else 0
+    def tensors(self, a, ins):
+        return {"weight": (ins[0][0],), "bias": (ins[0][0],)} if a.affine else {}
 
     def other_ops(self, a, ins, out):
         return 2 * math.prod(out)
@@ -46,8 +46,8 @@ class LayerNorm(Op):
             raise ShapeFault("`layernorm` needs a C×H×W map or a vector", found=fmt(ins[0]))
         return ins[0]
 
-    def params(self, a, ins):
-        return 2 * ins[0][0] if a.affine else 0
+    def tensors(self, a, ins):
+        return {"weight": (ins[0][0],), "bias": (ins[0][0],)} if a.affine else {}
 
     def other_ops(self, a, ins, out):
         return 5 * math.prod(out)  # mean, variance, normalise, scale, shift

@@ -51,6 +51,7 @@ def _checked(cls) -> Op:
         f"family (one of {', '.join(FAMILIES)})" if cls.family not in FAMILIES else "",
         "example (an .arch item using it)" if not cls.example and cls.family != "io" else "",
         "lower() (how it becomes torch)" if cls.lower is Op.lower and not cls.merge else "",
+        "tensors() (the shapes of its `weights`)" if cls.weights and cls.tensors is Op.tensors else "",
     ]
     for a in cls.args:
         if not isinstance(a, Arg) or a.kind not in KINDS or (a.kind == "choice" and not a.choices):
