@@ -12,6 +12,13 @@ from archc.dsl.errors import ValidationError
 
 
 def expand_branches(el, op, it, cur, scope, env) -> str:
+    if len(it.branches) == 1 and not (len(it.branches[0]) == 1 and isinstance(it.branches[0][0], ast.Loop)):
+        n = len(it.branches[0])
+        raise ValidationError(f"`{it.kind}` is written with one branch", it.span, expected="a branch per line",
+                              found=f"one branch of {n} item{'s' * (n != 1)}",
+                              hint=f"each line is a branch and `;` separates the items of one branch: write "
+                                   f"`{it.kind} {{`, then a line per branch (e.g. `identity`, then "
+                                   "`{ conv(64, 3, pad = 1); bn }`), then `}`")
     outs = [el.seq(items, cur, scope, env2) for items, env2 in _branches(el, it, cur, env)]
     if not outs:
         raise ValidationError(f"`{it.kind}` has no branches left", it.span,

@@ -273,3 +273,19 @@ def test_front_end_shows_every_output_and_its_cost(capsys):
     assert (aux1.params, aux2.params) == (8 * 10 + 10, 8 * 7 + 7) and main_out.macs == g.totals(g.inference_nodes()).macs
     assert main(["check", "googlenet"]) == 0  # a name: found in the bundled registry
     assert "aux 1000, 1000" in capsys.readouterr().out
+
+
+# ---- merges written with one branch ------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["add", "concat", "mul"])
+def test_a_merge_written_with_one_branch_is_refused_where_it_is(kind):
+    """`add { conv(8, 3, pad = 1); identity }` is one branch of two items (a plain chain), not a residual."""
+    with pytest.raises(archc.ArchError, match=f"`{kind}` is written with one branch") as err:
+        archc.check(net(f"relu\n{kind} {{ conv(8, 3, pad = 1); identity }}"))
+    assert (err.value.span.line, err.value.span.col) == (4, 1) and "a line per branch" in err.value.hint
+
+
+def test_one_written_loop_or_a_branch_dropped_by_its_condition_still_merge():
+    g = archc.check(net("concat { for i in range(3) { conv(2, 1) } }"))
+    assert g.shapes[g.output_id] == (6, 6, 6)  # three branches from one written loop
+    plain = archc.check(net("add {\n relu\n identity if false\n}"))
+    assert "add" not in {plain.node(n).op for n in plain.topo()}  # a merge left with one branch is that branch
