@@ -127,9 +127,13 @@ def parse_value(text: str, key: str):
         return Evaluator({})(parse_expr(text, "--set", text, 1, 1))
     except ArchError as e:
         python_bool = e.what in ("unknown name `True`", "unknown name `False`")
+        word = text.strip().isidentifier() and not python_bool  # `--set act=silu`: meant as a string
+        hint = ("booleans are written `true` and `false`" if python_bool else
+                f"a string is written in double quotes, and the shell needs them quoted: "
+                f"--set '{printable(key, 40)}=\"{printable(text.strip(), 40)}\"'" if word else None)
         raise UsageError(f"`{printable(f'--set {key}={text}', 120)}`: not a value", where="--set",
-                         expected="a number, bool, string or list, e.g. --set blocks=[6,12,24,16]",
-                         found=printable(e.what), hint="booleans are written `true` and `false`" if python_bool else None) from None
+                         expected="a number, bool, string or list, e.g. --set blocks=[6,12,24,16] or "
+                                  "--set 'act=\"silu\"'", found=printable(e.what), hint=hint) from None
 
 
 class Validate:

@@ -93,6 +93,11 @@ def test_python_booleans_in_set_suggest_true(capsys, spec):
     assert code == 2 and "booleans are written `true` and `false`" in err
 
 
+def test_a_bare_word_in_set_suggests_the_quoted_string(capsys, spec):
+    code, out, err = _run(capsys, ["check", spec, "--set", "act=silu"])
+    assert code == 2 and "unknown name `silu`" in err and """--set 'act="silu"'""" in err.splitlines()[-1]
+
+
 def test_values_print_as_arch_writes_them(capsys, spec):
     code, out, err = _run(capsys, ["compile", spec, "--emit", "ir"])
     assert out.splitlines()[0] == "graph net(width=8, flag=false) input [3, 16, 16]"
