@@ -71,7 +71,13 @@ class Function:
         if ev.calls >= MAX_CALLS:
             raise LimitError(f"function calls nest deeper than {MAX_CALLS}", node.span,
                              hint="a function passed to itself never ends")
-        return Evaluator({**self.env, **bound}, ev.shape, ev.work, ev.calls + 1)(self.let.value)
+        itself = {} if name in self.env else {name: Itself()}  # an outer `name` stays callable from the body
+        return Evaluator({**self.env, **itself, **bound}, ev.shape, ev.work, ev.calls + 1)(self.let.value)
+
+
+class Itself:
+    """What a function's own name means in its body (when no outer definition has that name): a call
+    through it is refused as recursion, which the language leaves out so that every spec ends."""
 
 
 def define(let: ast.Let, ev: "Evaluator"):
@@ -339,6 +345,10 @@ class Evaluator:
         if isinstance(n.func, ast.Var) and isinstance(self.env.get(n.func.name), Function):
             return self.env[n.func.name].call(self, n, [self(a) for a in n.args],
                                               [(k, self(v)) for k, v in n.kwargs])
+        if isinstance(n.func, ast.Var) and isinstance(self.env.get(n.func.name), Itself):
+            raise NameError_(f"`{n.func.name}` calls itself: functions cannot recurse", n.func.span,
+                            hint="compute the repetition with a list and `sum`/`max`/`min`, e.g. "
+                                 "`sum([k * i for i in range(n)])`, or a `for` loop of items")
         if not isinstance(n.func, ast.Var) or n.func.name not in BUILTINS:
             name = n.func.name if isinstance(n.func, ast.Var) else "this expression"
             known = [*BUILTINS, *(k for k, v in self.env.items() if isinstance(v, Function))]

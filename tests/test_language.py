@@ -289,3 +289,11 @@ def test_one_written_loop_or_a_branch_dropped_by_its_condition_still_merge():
     assert g.shapes[g.output_id] == (6, 6, 6)  # three branches from one written loop
     plain = archc.check(net("add {\n relu\n identity if false\n}"))
     assert "add" not in {plain.node(n).op for n in plain.topo()}  # a merge left with one branch is that branch
+
+
+def test_a_function_calling_itself_is_refused_as_recursion_but_may_call_an_earlier_one_of_its_name():
+    with pytest.raises(archc.ArchError, match="`f` calls itself: functions cannot recurse") as err:
+        archc.check(net("let f(n) = 1 if n == 0 else f(n - 1)\nconv(f(3), 1)"))
+    assert (err.value.span.line, err.value.span.col) == (3, 29)
+    g = archc.check(net("let f(n) = n + 1\nlet f(n) = f(n) * 2\nconv(f(3), 1)"))
+    assert g.shapes[g.output_id][0] == 8
