@@ -243,7 +243,7 @@ def test_library_files_export_values_and_functions(tmp_path):
 
 
 @pytest.mark.parametrize("body, message", [
-    ("let f(x) = f(x)\nconv(f(1), 1)", "unknown function `f`"),  # a function cannot see itself
+    ("let f(x) = f(x)\nconv(f(1), 1)", "`f` calls itself: functions cannot recurse"),
     ("let f(g) = g(g)\nconv(f(f), 1)", "function calls nest deeper than"),
     ("let f(x) = x\nconv(f(1, 2), 1)", "`f` takes 1 arguments"),
     ("let f(x) = x\nconv(f(y = 1), 1)", "`f` has no parameter `y`"),
