@@ -212,7 +212,8 @@ class Op:
 def spatial(shape: Shape, op: str) -> Shape:
     if len(shape) != 3:
         raise ShapeFault(f"`{op}` needs a C×H×W feature map", expected="C×H×W",
-                         found=fmt(shape), hint="remove the `flatten` before it")
+                         found=fmt(shape), hint="use it before `flatten`: a vector (after `flatten` or "
+                                                "`linear`, or a vector input) has no height and width")
     return shape
 
 
