@@ -4,7 +4,8 @@ Nodes are matched by id (the scope path, which is also the module path of the bu
 A node that exists on one side only but whose whole upstream graph is identical to one on
 the other side (``graphhash.upstream_digests``) is a rename, not a removal plus an addition.
 A matched node is *changed* when its op, arguments or output shape differ, or its inputs do
-(after renames; unordered for commutative merges). Scopes are the rows of ``archc summary``
+(after renames; unordered for commutative merges), or it is recomputed in backward on one side
+only (``@checkpoint``: the same architecture, other activation memory). Scopes are the rows of ``archc summary``
 at the same depth, joined by name. ``same_architecture`` compares the two graph hashes, so
 two files that differ only in their labels report every node renamed but the same network.
 """
@@ -23,7 +24,7 @@ class NodeChange:
     status: str  # added | removed | changed | renamed
     a: str | None  # the node's id in A (None when added)
     b: str | None  # ... in B (None when removed)
-    what: tuple = ()  # for changed: which of "op", "args", "shape", "inputs" differ
+    what: tuple = ()  # for changed: which of "op", "args", "shape", "inputs", "checkpoint" differ
 
 
 @dataclass
@@ -95,8 +96,8 @@ def _node_changes(a: Graph, b: Graph, to_b: dict):
 
 def _what_changed(a: Graph, b: Graph, n: str, to_b: dict) -> tuple:
     na, nb = a.node(n), b.node(n)
-    what = [w for w, x, y in (("op", na.op, nb.op), ("args", na.args, nb.args),
-                              ("shape", a.shapes[n], b.shapes[n])) if x != y]
+    what = [w for w, x, y in (("op", na.op, nb.op), ("args", na.args, nb.args), ("shape", a.shapes[n], b.shapes[n]),
+                              ("checkpoint", bool(na.checkpoint), bool(nb.checkpoint))) if x != y]
     ins_a, ins_b = [to_b.get(i) for i in a.inputs(n)], list(b.inputs(n))
     if nb.spec.commutative:
         ins_a, ins_b = sorted(ins_a, key=str), sorted(ins_b, key=str)

@@ -16,6 +16,7 @@ import click
 
 from archc.compiler.ops import fmt
 from archc.compiler.render import FORMATS, image_path, render, to_dot
+from archc.compiler.summary import human
 from archc.dsl.errors import ArchError, UsageError
 from archc.dsl.loader import shown
 from archc.dsl.text import printable
@@ -78,7 +79,7 @@ def _compile_or_partial(file, sets, limits):
 
 def _summary_lines(g, depth, failed=None) -> tuple[str, list[str], int | None]:
     """(title, table lines, index of the failing row's line or None). Every user string is printable."""
-    from archc.compiler.summary import Row, human, outputs, rows, scope_key
+    from archc.compiler.summary import Row, outputs, rows, scope_key
     found = rows(g, depth)
     bad = (scope_key(failed.id, depth) or g.name) if failed else None
     if bad is not None and bad not in {r.name for r in found}:  # the failing node opens a new row
@@ -102,7 +103,6 @@ def _summary_lines(g, depth, failed=None) -> tuple[str, list[str], int | None]:
 
 def _output_line(o, i: int) -> str:
     """``output 1000: 1.50G MACs in eval`` / ``aux 2 (aux1) 1000: +0.01G MACs, +3.4M params in training``."""
-    from archc.compiler.summary import human
     if i == 0:
         return f"output {fmt(o.shape)}: {human(o.macs)} MACs in eval (the auxiliary heads run only in training)"
     return (f"aux {i} ({printable(o.name)}) {fmt(o.shape)}: +{human(o.macs)} MACs, "
@@ -248,7 +248,6 @@ def print_registry(as_json):
 
 
 def _print_registry_table(rows):
-    from archc.compiler.summary import human
     cells = []
     for r in rows:
         where = "bundled" if r["bundled"] else printable(shown(Path(r["path"]).parent))
@@ -282,7 +281,8 @@ def print_diff(a, b, depth: int, show_nodes: bool, show_all: bool, as_json: bool
         return
     for side, g, h in (("A", a, d.hash_a), ("B", b, d.hash_b)):
         t = g.totals()
-        click.echo(f"{side}: {printable(g.name)}  {t.params:,} params  {t.macs:,} MACs  {len(g):,} nodes  hash {h}")
+        click.echo(f"{side}: {printable(g.name)}  {t.params:,} params  {t.macs:,} MACs  "
+                   f"{human(4 * t.activations, 'B')} activations/image  {len(g):,} nodes  hash {h}")
     verdict = "the same architecture (graph hashes equal)" if d.same_architecture else "different architectures"
     click.echo(f"{verdict}; nodes: {d.count('added')} added, {d.count('removed')} removed, {d.count('changed')} "
                f"changed, {d.count('renamed')} renamed; edges: {d.edges_added} added, {d.edges_removed} removed")
@@ -299,7 +299,6 @@ def print_diff(a, b, depth: int, show_nodes: bool, show_all: bool, as_json: bool
 
 
 def _scope_cells(s) -> list[str]:
-    from archc.compiler.summary import human
 
     def delta(field, unit=""):
         x, y = (getattr(r, field) if r else 0 for r in (s.a, s.b))

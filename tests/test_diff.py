@@ -93,3 +93,16 @@ def test_cli_table_and_nodes(capsys):
 def test_cli_bad_set_b_is_a_usage_error(capsys):
     assert main(["diff", "resnet18", "plain18", "--set-b", "widht=3"]) == 2
     assert "has no parameter `widht`" in capsys.readouterr().err
+
+
+def test_checkpointing_is_the_same_architecture_with_changed_nodes_and_less_memory():
+    """efficient=true recomputes each dense layer's norm1-relu1-conv1 in backward (torchvision's
+    memory_efficient): 3 nodes in each of DenseNet-121's 58 layers; nothing else moves."""
+    a, b = _graph("densenet121"), _graph("densenet121", efficient=True)
+    d = diff(a, b, depth=2)
+    assert d.same_architecture and d.count("added") == d.count("removed") == d.count("renamed") == 0
+    changed = [c for c in d.nodes if c.status == "changed"]
+    assert len(changed) == 3 * (6 + 12 + 24 + 16) and {c.what for c in changed} == {("checkpoint",)}
+    blocks = {s.name: s for s in d.scopes if s.status == "changed"}
+    assert sorted(blocks) == [f"features.denseblock{i}" for i in range(1, 5)]
+    assert all(s.b.act_fp32_bytes < s.a.act_fp32_bytes and s.b.params == s.a.params for s in blocks.values())
