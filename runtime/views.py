@@ -58,7 +58,9 @@ def print_summary(file, sets, limits, depth, as_json):
         for i, text in enumerate(lines):
             click.secho(text, fg="red" if i == bad else None, bold=i == bad)  # no colour when piped
         if error is None:
-            click.echo(NOTE)
+            kept_input = 4 * g.costs[g.input_id].activations
+            click.echo(NOTE + (f" The total also counts the input itself ({human(kept_input, 'B')} fp32), "
+                               "which the first layers' backward reads." if kept_input else ""))
     if error is not None:
         raise error
 
