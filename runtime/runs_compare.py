@@ -24,6 +24,7 @@ TEST_ACC_KEYS = ("test_acc", "best_test_acc", "final_test_acc")
 class RunRow:
     run: str  # the folder's name
     arch: str | None
+    sets: str | None  # the --set values it was trained with, as .arch writes them
     group: str  # runs of the same network share it: the graph hash, else the arch name, else the folder
     graph_hash: str | None
     test_acc: float | None
@@ -58,19 +59,25 @@ def read_run(path: Path) -> RunRow:
     about, config = rundir.started_from(path), rundir.read_object(path / "config.json")
     arch = _str(summary.get("arch")) or _str(about.get("arch"))
     batch = _int(config.get("batch_size"))
-    graph = _graph(path, about, config)
+    params = config.get("params") if isinstance(config.get("params"), dict) else {}
+    graph = _graph(path, about, params)
     memory = None
     if graph is not None and batch is not None:
         from archc.runtime.compare import train_memory
         memory = train_memory(graph, batch)
     digest = _str(summary.get("graph_hash")) or _str(about.get("graph_hash")) or _hash(graph)
     test = next((v for v in (_fraction(summary.get(k)) for k in TEST_ACC_KEYS) if v is not None), None)
-    return RunRow(path.name or str(path), arch, digest or arch or str(path), digest, test,
+    return RunRow(path.name or str(path), arch, _sets(params), digest or arch or str(path), digest, test,
                   _fraction(summary.get("best_val_acc")), _int(summary.get("params")), _int(summary.get("macs")),
                   memory, batch, _number(summary.get("images_per_s")), _str(summary.get("device")))
 
 
-def _graph(path: Path, about: dict, config: dict):
+def _sets(params: dict) -> str | None:
+    from archc.compiler.evaluate import show
+    return printable(" ".join(f"{k}={show(_tuples(v))}" for k, v in params.items()), 80) or None
+
+
+def _graph(path: Path, about: dict, params: dict):
     """The run's network compiled from its spec/ copy with its --set values; None when the run kept
     no copy or the copy no longer compiles."""
     from archc.compiler.passes import compile_file
@@ -79,7 +86,6 @@ def _graph(path: Path, about: dict, config: dict):
     spec = (path / copy) if copy else None
     if spec is None or not spec.resolve().is_relative_to(path.resolve()) or not spec.is_file():
         return None
-    params = config.get("params") if isinstance(config.get("params"), dict) else {}
     try:
         g = compile_file(str(spec), overrides={k: _tuples(v) for k, v in params.items()}).graph
     except ArchError:
@@ -95,7 +101,7 @@ def _hash(graph) -> str | None:
 
 def _columns() -> list:
     from archc.compiler.summary import human
-    return [("run", "run", str), ("arch", "arch", str), ("graph_hash", "graph", lambda h: h[:12]),
+    return [("run", "run", str), ("arch", "arch", str), ("sets", "--set", str), ("graph_hash", "graph", lambda h: h[:12]),
             ("test_acc", "test acc", _percent), ("best_val_acc", "val acc", _percent),
             ("params", "params", "{:,}".format),
             ("macs", "MACs/img", human), ("train_memory_bytes", "train mem (est.)", lambda b: human(b, "B")),

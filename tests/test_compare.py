@@ -212,8 +212,9 @@ def test_compare_runs_reads_accuracy_and_costs_defensively(tmp_path, capsys):
     t = compile_file(str(new / "spec/net.arch"), overrides={"growth": 8}).graph.totals()
     assert rows[0]["train_memory_bytes"] == 4 * (3 * t.params + 64 * t.activations)
     assert plot.read_bytes()[:4] == b"\x89PNG"
+    assert (rows[0]["sets"], rows[1]["sets"]) == ("growth=8", None)  # what each was trained with
     table = _run(capsys, "compare", "--runs", str(new), str(old))
-    assert "61.00%" in table and "50.00%" in table
+    assert "61.00%" in table and "50.00%" in table and "growth=8" in table
 
 
 def test_compare_runs_refuses_what_is_not_a_finished_run(specs, tmp_path, capsys):
