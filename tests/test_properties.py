@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from archc.compiler.builder import build_graph
 from archc.compiler.codegen import inplace
 from torchcheck import check_in_place, one_thread, same_training_step, static_costs_match  # noqa: F401 (fixture)
-from archc.compiler.ops import OPS
+from archc.compiler.ops import OPS, ShapeFault
 from archc.compiler.passes import compile_file
 from archc.dsl.errors import ArchError
 
@@ -33,8 +33,28 @@ SLOW = settings(**_COMMON, max_examples=5000, derandomize=False)
 # here): each family below keeps C×H×W, and its example (or bare name) fits any width, except
 # per-channel constants (affine's lists), whose width is fixed by the example.
 KEEP_SHAPE = ("activation", "norm", "scale", "regularizer")
-ACTIVATIONS = sorted({op.example if op.args else op.name for op in OPS.values()
-                      if op.family in KEEP_SHAPE and not any(a.kind == "floats" for a in op.args)} | {"identity"})
+
+
+def _keep_shape_items() -> list[tuple[str, object, object]]:
+    """(item text, op, its typed arguments) per shape-keeping op, from its registry example; an item
+    is drawn only where its own shape rule takes the shape (``groupnorm(2)`` needs even widths)."""
+    items = []
+    for op in OPS.values():
+        if op.family in KEEP_SHAPE and not any(a.kind == "floats" for a in op.args):
+            text = op.example if op.args else op.name
+            g = compile_file(text=f"arch e\ninput [{', '.join(map(str, op.example_input))}]\n{text}\n").graph
+            items.append((text, op, next(g.node(n).args for n in g.topo() if g.node(n).op == op.name)))
+    return sorted(items, key=lambda item: item[0])
+
+
+ACTIVATIONS = _keep_shape_items()
+
+
+def _takes(op, args, shape) -> bool:
+    try:
+        return op.infer(args, [shape]) == shape
+    except ShapeFault:
+        return False
 
 
 
@@ -91,7 +111,7 @@ class Gen:
         return text, (out, oh, ow)
 
     def act(self, shape, depth, keep_hw):
-        return self.pick(*ACTIVATIONS), shape
+        return self.pick("identity", *(text for text, op, a in ACTIVATIONS if _takes(op, a, shape))), shape
 
     def pool(self, shape, depth, keep_hw):
         c, h, w = shape

@@ -38,3 +38,14 @@ _define("sigmoid", "torch.nn.Sigmoid", "1 / (1 + exp(-x))")
 _define("tanh", "torch.nn.Tanh", "tanh(x)")
 _define("hardswish", "torch.nn.Hardswish", "x * relu6(x + 3) / 6 (MobileNetV3)")
 _define("hardsigmoid", "torch.nn.Hardsigmoid", "relu6(x + 3) / 6 (MobileNetV3's gate)")
+
+
+@register_op
+class Softmax(Op):
+    name = "softmax"
+    doc = "exp(x) / Σ exp(x) over the channels of each pixel, or the features of a vector (torch.nn.Softmax(dim=1))"
+    family = "activation"
+    example = "softmax"  # not fresh: its backward reads its output, which nothing may overwrite
+
+    def lower(self, a, ins):
+        return module("torch.nn.Softmax", dim=1, layout="any")

@@ -57,3 +57,35 @@ class LayerNorm(Op):
         # exactly as torchvision's LayerNorm2d and ConvNeXt block permute around it.
         layout = "nhwc" if len(ins[0]) == 3 else "nchw"
         return module("torch.nn.LayerNorm", (ins[0][0],), eps=a.eps, elementwise_affine=a.affine, layout=layout)
+
+
+@register_op
+class GroupNorm(Op):
+    name = "groupnorm"
+    doc = ("group normalisation (torch.nn.GroupNorm): the channels in `groups` groups, each normalised over "
+           "its channels and pixels, with a weight and bias per channel; independent of the batch")
+    family = "norm"
+    args = (Arg("groups", "pos_int"), Arg("eps", "pos_float", 1e-5), Arg("affine", "bool", True))
+    example = "groupnorm(2)"
+    weights = ("weight", "bias")
+    fresh = True
+
+    def infer(self, a, ins):
+        c = spatial(ins[0], self.name)[0]
+        if c % a.groups:
+            raise ShapeFault(f"`groupnorm` groups={a.groups} must divide the {c} channels",
+                             expected=f"channels divisible by {a.groups}", found=f"{c} channels",
+                             hint="change `groups` (32 in Wu & He 2018) or the width")
+        return ins[0]
+
+    def tensors(self, a, ins):
+        return {"weight": (ins[0][0],), "bias": (ins[0][0],)} if a.affine else {}
+
+    def other_ops(self, a, ins, out):
+        return 5 * math.prod(out)  # mean, variance, normalise, scale, shift
+
+    def lower(self, a, ins):
+        return module("torch.nn.GroupNorm", a.groups, ins[0][0], eps=a.eps, affine=a.affine)
+
+    def label(self, a):
+        return f"/{a.groups}"

@@ -109,3 +109,24 @@ class GlobalAvgPool(AdaptiveAvgPool):
 
     def label(self, a):
         return ""
+
+
+@register_op
+class Upsample(Op):
+    name = "upsample"
+    doc = ("enlarge by an integer `scale` (torch.nn.Upsample): \"nearest\" repeats pixels, \"bilinear\" "
+           "interpolates (align_corners false): decoders and feature pyramids")
+    family = "shape"
+    args = (Arg("scale", "pos_int"), Arg("mode", "choice", "nearest", ("nearest", "bilinear")))
+    example = 'upsample(2, mode = "bilinear")'
+    fresh = True  # its backward reads neither its input nor its output
+
+    def infer(self, a, ins):
+        c, h, w = spatial(ins[0], self.name)
+        return (c, h * a.scale, w * a.scale)
+
+    def lower(self, a, ins):
+        return module("torch.nn.Upsample", scale_factor=float(a.scale), mode=a.mode)
+
+    def label(self, a):
+        return f"×{a.scale} {a.mode}"
