@@ -1,4 +1,5 @@
-"""Normalisations: ``bn`` (BatchNorm2d) and ``layernorm`` (over channels, torchvision's LayerNorm2d)."""
+"""Normalisations: ``bn`` (BatchNorm2d), ``layernorm`` (over channels, torchvision's LayerNorm2d) and
+``groupnorm`` (GroupNorm)."""
 from __future__ import annotations
 
 import math
@@ -7,21 +8,28 @@ from archc.compiler.ops.base import Arg, Op, ShapeFault, fmt, module, spatial
 from archc.compiler.ops.registry import register_op
 
 
-@register_op
-class BatchNorm(Op):
-    name = "bn"
-    doc = "batch normalisation over each channel (torch.nn.BatchNorm2d)"
+class _Norm(Op):
+    """A normalisation with an optional learned weight and bias per channel (``affine``)."""
     family = "norm"
-    args = (Arg("eps", "pos_float", 1e-5), Arg("momentum", "unit", 0.1), Arg("affine", "bool", True))
-    example = "bn(eps = 0.001, momentum = 0.01)"
     weights = ("weight", "bias")
     fresh = True
 
-    def infer(self, a, ins):
-        return spatial(ins[0], "bn")
-
     def tensors(self, a, ins):
         return {"weight": (ins[0][0],), "bias": (ins[0][0],)} if a.affine else {}
+
+    def other_ops(self, a, ins, out):
+        return 5 * math.prod(out)  # mean, variance, normalise, scale, shift
+
+
+@register_op
+class BatchNorm(_Norm):
+    name = "bn"
+    doc = "batch normalisation over each channel (torch.nn.BatchNorm2d)"
+    args = (Arg("eps", "pos_float", 1e-5), Arg("momentum", "unit", 0.1), Arg("affine", "bool", True))
+    example = "bn(eps = 0.001, momentum = 0.01)"
+
+    def infer(self, a, ins):
+        return spatial(ins[0], "bn")
 
     def other_ops(self, a, ins, out):
         return 2 * math.prod(out)
@@ -31,26 +39,17 @@ class BatchNorm(Op):
 
 
 @register_op
-class LayerNorm(Op):
+class LayerNorm(_Norm):
     name = "layernorm"
     doc = ("layer normalisation over the channels of each pixel (torchvision's LayerNorm2d: weight and bias "
            "per channel), or over the features of a vector")
-    family = "norm"
     args = (Arg("eps", "pos_float", 1e-5), Arg("affine", "bool", True))
     example = "layernorm(eps = 0.000001)"
-    weights = ("weight", "bias")
-    fresh = True
 
     def infer(self, a, ins):
         if len(ins[0]) not in (1, 3):
             raise ShapeFault("`layernorm` needs a C×H×W map or a vector", found=fmt(ins[0]))
         return ins[0]
-
-    def tensors(self, a, ins):
-        return {"weight": (ins[0][0],), "bias": (ins[0][0],)} if a.affine else {}
-
-    def other_ops(self, a, ins, out):
-        return 5 * math.prod(out)  # mean, variance, normalise, scale, shift
 
     def lower(self, a, ins):
         # Over channels: torch's LayerNorm normalises the last dim, so the map runs channels-last,
@@ -60,15 +59,12 @@ class LayerNorm(Op):
 
 
 @register_op
-class GroupNorm(Op):
+class GroupNorm(_Norm):
     name = "groupnorm"
     doc = ("group normalisation (torch.nn.GroupNorm): the channels in `groups` groups, each normalised over "
            "its channels and pixels, with a weight and bias per channel; independent of the batch")
-    family = "norm"
     args = (Arg("groups", "pos_int"), Arg("eps", "pos_float", 1e-5), Arg("affine", "bool", True))
     example = "groupnorm(2)"
-    weights = ("weight", "bias")
-    fresh = True
 
     def infer(self, a, ins):
         c = spatial(ins[0], self.name)[0]
@@ -77,12 +73,6 @@ class GroupNorm(Op):
                              expected=f"channels divisible by {a.groups}", found=f"{c} channels",
                              hint="change `groups` (32 in Wu & He 2018) or the width")
         return ins[0]
-
-    def tensors(self, a, ins):
-        return {"weight": (ins[0][0],), "bias": (ins[0][0],)} if a.affine else {}
-
-    def other_ops(self, a, ins, out):
-        return 5 * math.prod(out)  # mean, variance, normalise, scale, shift
 
     def lower(self, a, ins):
         return module("torch.nn.GroupNorm", a.groups, ins[0][0], eps=a.eps, affine=a.affine)
