@@ -77,10 +77,14 @@ def same_training_step(model, plain, x):
             outs[-1].square().sum().backward()
             grads.append(xs.grad)
     assert close(*outs) and close(*grads)
-    for p, q in zip(model.parameters(), plain.parameters()):
-        assert close(p.grad, q.grad)
-    for a, b in zip(model.state_dict().values(), plain.state_dict().values()):
-        assert torch.allclose(a.double(), b.double())
+    params, twins = dict(model.named_parameters()), dict(plain.named_parameters())
+    assert list(params) == list(twins)  # the same order too: an optimizer's state is matched by position
+    for name, p in params.items():
+        assert close(p.grad, twins[name].grad), name
+    states, twin_states = model.state_dict(), plain.state_dict()
+    assert list(states) == list(twin_states)
+    for name, a in states.items():
+        assert torch.allclose(a.double(), twin_states[name].double()), name
 
 
 def logical_dropout(input, p=0.5, training=True, inplace=False):

@@ -25,7 +25,11 @@ class _Tree(fx.GraphModule):
         self._modules.clear()
         for name, child in root.named_children():
             self.add_module(name, child)
-        for name, tensor in root.named_parameters(recurse=False):  # a layer_scale only a region reads
+        # fx registered the tensors the top graph reads, in its order; register all (a layer_scale only a
+        # region reads too) in the tree's node order, so that parameters() has the same order with and
+        # without checkpointing (an optimizer's state is matched by position)
+        self._parameters.clear()
+        for name, tensor in root.named_parameters(recurse=False):
             self.register_parameter(name, tensor)
 
     def _deepcopy_init(self):
