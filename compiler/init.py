@@ -119,13 +119,16 @@ class InitRule:
 
 def check_rules(g) -> None:
     """Every tensor an init rule starts can be started so (``Op.tensors`` gives the shapes): `archc
-    check` finds what would otherwise fail in torch.nn.init when the model is built."""
+    check` finds what would otherwise fail in torch.nn.init when the model is built. A rule meets
+    the same shape many times (every 3×3 conv of a stage): each (rule, shape) is checked once."""
+    checked = set()
     for n in g.topo():
         node = g.node(n)
         for name, shape in node.spec.tensors(node.args, [g.shapes[i] for i in g.inputs(n)]).items():
             rule = rule_for(g.init, node.op, n, name)
-            if rule is not None:
+            if rule is not None and (id(rule), shape) not in checked:
                 rule.check(shape, n, name)
+                checked.add((id(rule), shape))
 
 
 def fans(shape: tuple) -> tuple[int, int]:

@@ -145,7 +145,6 @@ def _check_scores(g, out_id: str, classes: int, data: str) -> None:
                          hint=f"end it with linear({classes}){_set_hint(g, out, (classes,))}")
 
 
-
 def _set_hint(g, found: tuple, wanted: tuple) -> str:
     """``, or --set NAME=VALUE`` when an arch parameter holds the first wrong size (``classes``, ``size``)."""
     pairs = [(f, w) for f, w in zip(found, wanted) if f != w] if len(found) == len(wanted) else []

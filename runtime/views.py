@@ -102,7 +102,6 @@ def _summary_lines(g, depth, failed=None) -> tuple[str, list[str], int | None]:
     return f"{printable(g.name)}  input {fmt(g.input_shape)}", lines, bad_line
 
 
-
 def _output_line(o, i: int) -> str:
     """``output 1000: 1.50G MACs in eval`` / ``aux 2 (aux1) 1000: +0.01G MACs, +3.4M params in training``."""
     if i == 0:
@@ -301,7 +300,6 @@ def print_diff(a, b, depth: int, show_nodes: bool, show_all: bool, as_json: bool
 
 
 def _scope_cells(s) -> list[str]:
-
     def delta(field, unit=""):
         x, y = (getattr(r, field) if r else 0 for r in (s.a, s.b))
         return "0" if x == y else ("+" if y > x else "") + (f"{y - x:,}" if field == "params" else human(y - x, unit))
